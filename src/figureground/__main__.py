@@ -1,0 +1,5 @@
+"""``python -m figureground``."""
+
+from figureground.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``figureground`` command line, one module each (see ``cli.py``)."""
