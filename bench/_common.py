@@ -32,5 +32,6 @@ def report(name: str, summary: str, **figures: Any) -> None:
     """Print the summary line and write ``bench/out/<name>.json``."""
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     print(f"{name}: {summary}", flush=True)
-    (OUT_DIR / f"{name}.json").write_text(json.dumps({"summary": summary, **figures}, indent=2,
-                                                     default=str) + "\n")
+    (OUT_DIR / f"{name}.json").write_text(
+        json.dumps({"summary": summary, **figures}, indent=2, default=str) + "\n"
+    )

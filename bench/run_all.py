@@ -27,8 +27,10 @@ def main() -> int:
         print(f"=== {script.stem}", flush=True)
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, str(script)], check=False)
-        print(f"--- {script.stem}: exit {proc.returncode} in {time.perf_counter() - start:.0f} s",
-              flush=True)
+        print(
+            f"--- {script.stem}: exit {proc.returncode} in {time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
         if proc.returncode:
             failures.append(script.stem)
     out_dir = BENCH_DIR / "out"

@@ -45,15 +45,24 @@ def _load_commands() -> list:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``figureground`` argument parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="figureground", description="figureground: do brain responses to object photos follow the figure or the ground?")
+    parser = argparse.ArgumentParser(
+        prog="figureground",
+        description="figureground: do brain responses to object photos follow the figure "
+        "or the ground?",
+    )
     parser.add_argument("--version", action="version", version=f"figureground {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _load_commands():
         sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
-        sub.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                         help="only warnings and errors")
+        sub.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="only warnings and errors",
+        )
         module.add_arguments(sub)
         sub.set_defaults(_run=module.run)
     return parser
@@ -76,8 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"figureground {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("figureground: interrupted; finished work is kept, rerun to resume",
-              file=sys.stderr)
+        print("figureground: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
         return 130
 
 

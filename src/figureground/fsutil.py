@@ -44,8 +44,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp",
-                                    dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -79,8 +80,9 @@ def resolve_inside(root: str | os.PathLike, relative: str | os.PathLike) -> Path
     root_path = Path(root).resolve()
     rel = Path(relative)
     if rel.is_absolute():
-        raise UsageError(f"path {str(relative)!r} is absolute; expected a path relative to "
-                         f"{root_path}")
+        raise UsageError(
+            f"path {str(relative)!r} is absolute; expected a path relative to {root_path}"
+        )
     resolved = (root_path / rel).resolve()
     if resolved != root_path and root_path not in resolved.parents:
         raise UsageError(f"path {str(relative)!r} leaves its root {root_path}")

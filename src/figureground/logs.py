@@ -21,8 +21,9 @@ def setup(quiet: bool = False, verbose: bool = False) -> None:
     logger.setLevel(level)
     if not logger.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                               datefmt="%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        )
         logger.addHandler(handler)
     logger.propagate = False
 
@@ -34,8 +35,11 @@ def is_quiet() -> bool:
 
 def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
     """Wrap ``items`` in a tqdm bar unless quiet."""
-    return iter(tqdm(items, total=total, desc=desc, disable=_state["quiet"], leave=False,
-                     dynamic_ncols=True))
+    return iter(
+        tqdm(
+            items, total=total, desc=desc, disable=_state["quiet"], leave=False, dynamic_ncols=True
+        )
+    )
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -8,15 +8,33 @@ from importlib import metadata
 
 import figureground
 
-_LIBRARIES = ("numpy", "scipy", "pandas", "torch", "torchvision", "timm", "rembg", "onnxruntime",
-              "opencv-python-headless", "mne", "himalaya", "xarray", "zarr", "rsatoolbox",
-              "pillow", "scikit-image")
+_LIBRARIES = (
+    "numpy",
+    "scipy",
+    "pandas",
+    "torch",
+    "torchvision",
+    "timm",
+    "rembg",
+    "onnxruntime",
+    "opencv-python-headless",
+    "mne",
+    "himalaya",
+    "xarray",
+    "zarr",
+    "rsatoolbox",
+    "pillow",
+    "scikit-image",
+)
 
 
 def library_versions() -> dict[str, str]:
     """Versions of figureground, Python and the libraries results depend on."""
-    versions = {"figureground": figureground.__version__, "python": sys.version.split()[0],
-                "platform": platform.platform()}
+    versions = {
+        "figureground": figureground.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
     for name in _LIBRARIES:
         try:
             versions[name] = metadata.version(name)

@@ -1,0 +1,254 @@
+"""The study file (YAML) as typed, validated objects.
+
+A study file names the stimuli, segmenter, inpainting, models, weights, layers, neural data,
+analyses and output folder. It is read with ``yaml.safe_load`` and validated into frozen
+dataclasses; an unknown or misspelt key is an error naming it and the nearest valid key, and
+a value of the wrong type is an error naming the key, the value and the expected type.
+
+Relative paths in the study file are resolved against the folder that holds the study file,
+so a study folder can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from figureground.errors import UsageError
+
+CONDITIONS = ("original", "no_background", "no_foreground")
+
+
+@dataclass(frozen=True)
+class StimuliConfig:
+    """Where the stimulus images are and how to read them."""
+
+    root: str = ""
+    layout: Literal["things", "folder", "csv"] = "things"
+    exemplars: int | None = 12
+    csv: str | None = None
+    demo: bool = False  # build the embedded demo set into ``root`` first
+
+
+@dataclass(frozen=True)
+class VariantsConfig:
+    """How no-background and no-foreground images are made."""
+
+    segmenter: str = "isnet"
+    inpaint: Literal["telea", "ns"] = "telea"
+    threshold: float = 0.5
+    dilate: int = 5
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One network, its weights and the layers to take."""
+
+    name: str = "resnet50"
+    weights: str = "IMAGENET1K_V1"
+    layers: tuple[str, ...] = ("layer2",)
+    pool: str = "none"
+    seed: int = 0
+    # Used instead, with one logged line, when these weights cannot be had (offline machine).
+    fallback: ModelConfig | None = None
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Networks to run and how."""
+
+    models: tuple[ModelConfig, ...] = (ModelConfig(),)
+    batch_size: int = 16
+    device: str = "auto"
+    dtype: Literal["float32", "float16"] = "float32"
+    workers: int = 0
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """A simulated THINGS-MEG data set with a known answer."""
+
+    fg_weight: float = 1.0
+    bg_weight: float = 0.0
+    snr: float = 1.0
+    seed: int = 0
+    participants: int = 2
+    model: str | None = None  # which model's features drive the simulated brain
+    layer: str = "layer2"
+    test_images: int = 4
+    test_reps: int = 12
+
+
+@dataclass(frozen=True)
+class NeuralConfig:
+    """The recordings: real THINGS-MEG files, or the simulator."""
+
+    source: Literal["things_meg", "simulate"] = "simulate"
+    path: str | None = None
+    participants: tuple[int, ...] = ()
+    simulate: SimulateConfig = SimulateConfig()
+
+
+@dataclass(frozen=True)
+class SeedAnalysisConfig:
+    """The study's own analysis (Lanczos resampling + Euclidean distance)."""
+
+    enabled: bool = True
+    response: Literal["image", "concept"] = "image"
+    tmin: float | None = None
+    tmax: float | None = None
+    zscore: bool = False
+    n_boot: int = 2000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AnalysesConfig:
+    """Which analyses run."""
+
+    seed: SeedAnalysisConfig = SeedAnalysisConfig()
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What the report shows."""
+
+    examples: int = 4
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A whole study."""
+
+    name: str = "study"
+    output: str = "run"
+    stimuli: StimuliConfig = StimuliConfig()
+    variants: VariantsConfig = VariantsConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    neural: NeuralConfig = NeuralConfig()
+    analyses: AnalysesConfig = AnalysesConfig()
+    report: ReportConfig = ReportConfig()
+    base_dir: str = field(default=".", metadata={"internal": True})
+
+    def resolve(self, path: str | None) -> Path | None:
+        """A path from the study file, relative to the study file's folder."""
+        if path is None:
+            return None
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (for provenance and hashing); internal fields left out."""
+        data = dataclasses.asdict(self)
+        data.pop("base_dir", None)
+        return data
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Check and convert ``value`` to ``annotation``; raise UsageError naming ``where``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, option, where)
+            except UsageError as exc:
+                errors.append(str(exc))
+        raise UsageError(
+            errors[0]
+            if len(errors) == 1
+            else f"{where}: {value!r} is not one of {', '.join(_type_name(a) for a in args)}"
+        )
+    if origin is Literal:
+        if value not in args:
+            close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(
+                f"{where}: {value!r} is not one of {', '.join(repr(a) for a in args)}{hint}"
+            )
+        return value
+    if origin is tuple:
+        items = value if isinstance(value, list | tuple) else [value]
+        return tuple(_convert(item, args[0], f"{where}[{i}]") for i, item in enumerate(items))
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise UsageError(f"{where}: {value!r} is not true or false")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{where}: {value!r} is not an integer")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UsageError(f"{where}: {value!r} is not a number")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise UsageError(f"{where}: {value!r} is not text")
+        return str(value)
+    raise UsageError(f"{where}: cannot read a value of type {_type_name(annotation)}")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys with a hint."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{where or 'study file'}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    kwargs = {}
+    for key, value in data.items():
+        name = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            hint = (
+                f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(fields)}"
+            )
+            raise UsageError(f"unknown key {name!r} in the study file{hint}")
+        kwargs[key] = _convert(value, hints[key], name)
+    return cls(**kwargs)
+
+
+def parse_study(data: Any, base_dir: str | Path = ".") -> StudyConfig:
+    """Validate a study mapping (as read from YAML) into a :class:`StudyConfig`."""
+    config = _build(StudyConfig, data, "")
+    return dataclasses.replace(config, base_dir=str(Path(base_dir).resolve()))
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Read and validate a study file (``yaml.safe_load``)."""
+    study_path = Path(path)
+    try:
+        text = study_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"study file {study_path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"study file {study_path} cannot be read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        place = f" at line {mark.line + 1}" if mark else ""
+        raise UsageError(f"study file {study_path} is not valid YAML{place}") from None
+    try:
+        return parse_study(data, base_dir=study_path.parent)
+    except UsageError as exc:
+        raise UsageError(f"{study_path}: {exc}") from None

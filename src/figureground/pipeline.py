@@ -1,0 +1,410 @@
+"""Run the stages of a study with caching and resume.
+
+The run folder holds one sub-folder per stage::
+
+    RUN/stimuli/manifest.csv        the stimulus manifest
+    RUN/variants/                   no-background / no-foreground / mask images, variants.csv
+    RUN/features/<key>.zarr         one store per model (and weights)
+    RUN/neural/                     recordings (simulated ones are written here)
+    RUN/results/                    seed_distance.csv, summary.json
+    RUN/report.html                 the report
+    RUN/study.json                  the validated study and provenance
+
+Each stage records a key (a hash of its parameters and of its inputs' fingerprints) in
+``RUN/.stages/<stage>.json`` after it finishes; a rerun with the same key skips the stage, so
+rerunning a finished study recomputes nothing. Stages that work image by image (variants,
+features) also resume inside themselves after an interruption. A lock file stops two runs
+from writing the same folder at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from figureground import logs
+from figureground.config import ModelConfig, StudyConfig
+from figureground.errors import FigureGroundError, ModelUnavailableError, UsageError
+from figureground.fsutil import atomic_write_json, params_hash, sha256_file
+from figureground.provenance import stamp
+
+log = logs.get_logger(__name__)
+
+
+@dataclass
+class RunState:
+    """What the stages of one run produced, passed from stage to stage."""
+
+    run_dir: Path
+    study: StudyConfig
+    stimulus_root: Path | None = None
+    manifest_path: Path | None = None
+    variants_dir: Path | None = None
+    feature_stores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    neural_files: dict[str, dict[str, Path]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``run_dir``; a second run on it stops with a clear message."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = run_dir / ".lock"
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"run folder {run_dir} is in use by another figureground run "
+                f"(lock {lock_path}); wait for it to finish"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def fingerprint(path: Path) -> str:
+    """A cheap identity of a file or folder tree: names, sizes and modification times.
+
+    Used for stage keys of large inputs (MEG files of 8 GB); content hashes are recorded by
+    the stages themselves where they matter.
+    """
+    entries = []
+    paths = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for item in paths:
+        if item.name.startswith(".") or "/." in item.as_posix():
+            continue
+        info = item.stat()
+        entries.append((item.relative_to(path.parent).as_posix(), info.st_size, info.st_mtime_ns))
+    return params_hash(entries)
+
+
+class StageCache:
+    """Stage keys stored in ``RUN/.stages``; a stage runs only when its key changed."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.folder = run_dir / ".stages"
+
+    def is_done(self, stage: str, key: str) -> dict[str, Any] | None:
+        """The stored record when ``stage`` finished with ``key``, else None."""
+        record_path = self.folder / f"{stage}.json"
+        if not record_path.exists():
+            return None
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            log.warning("stage record %s is damaged; the stage will run again", record_path)
+            return None
+        if record.get("key") != key:
+            return None
+        for output, digest in record.get("outputs", {}).items():
+            out_path = Path(output)
+            if not out_path.exists():
+                log.warning("%s is missing; stage %s runs again", out_path, stage)
+                return None
+            if digest and out_path.is_file() and sha256_file(out_path) != digest:
+                log.warning(
+                    "%s differs from what stage %s wrote (hash mismatch); it runs again",
+                    out_path,
+                    stage,
+                )
+                return None
+        return record
+
+    def mark_done(self, stage: str, key: str, outputs: list[Path], **extra: Any) -> None:
+        """Record that ``stage`` finished with ``key`` and wrote ``outputs``."""
+        hashes = {str(p): (sha256_file(p) if p.is_file() else "") for p in outputs}
+        atomic_write_json(self.folder / f"{stage}.json", {"key": key, "outputs": hashes, **extra})
+
+
+def _timed(state: RunState, stage: str, func: Callable[[], Any]) -> Any:
+    start = time.perf_counter()
+    log.info("stage %s: start", stage)
+    result = func()
+    state.timings[stage] = round(time.perf_counter() - start, 2)
+    log.info("stage %s: done in %.1f s", stage, state.timings[stage])
+    return result
+
+
+# --- stages -------------------------------------------------------------------------------
+
+
+def stage_stimuli(state: RunState, cache: StageCache) -> None:
+    """Build (for the demo) and index the stimuli: ``RUN/stimuli/manifest.csv``."""
+    from figureground import stimuli
+
+    cfg = state.study.stimuli
+    root = state.study.resolve(cfg.root) if cfg.root else state.run_dir / "demo-stimuli"
+    if cfg.demo:
+        from figureground.demo_stimuli import make_demo_stimuli
+
+        make_demo_stimuli(root)
+    if not root.is_dir():
+        raise UsageError(f"stimuli.root {root} is not a folder")
+    state.stimulus_root = root
+    manifest_path = state.run_dir / "stimuli" / "manifest.csv"
+    key = params_hash([dataclasses.asdict(cfg), fingerprint(root)])
+    if cache.is_done("stimuli", key):
+        state.skipped.append("stimuli")
+    else:
+        csv_path = state.study.resolve(cfg.csv) if cfg.csv else None
+        manifest = stimuli.build_manifest(
+            root, layout=cfg.layout, exemplars=cfg.exemplars, csv_path=csv_path
+        )
+        stimuli.write_manifest(manifest, manifest_path)
+        n_failed = int((manifest["status"] != "ok").sum())
+        log.info("stimuli: %d images, %d failed to read", len(manifest), n_failed)
+        cache.mark_done("stimuli", key, [manifest_path])
+    state.manifest_path = manifest_path
+
+
+def stage_variants(state: RunState, cache: StageCache) -> None:
+    """No-background, no-foreground and mask images: ``RUN/variants``."""
+    from figureground import stimuli
+    from figureground.variants import make_variants
+
+    cfg = state.study.variants
+    out_dir = state.run_dir / "variants"
+    key = params_hash([dataclasses.asdict(cfg), sha256_file(state.manifest_path)])
+    if cache.is_done("variants", key):
+        state.skipped.append("variants")
+    else:
+        manifest = stimuli.read_manifest(state.manifest_path)
+        table = make_variants(
+            state.stimulus_root,
+            out_dir,
+            manifest=manifest,
+            segmenter=cfg.segmenter,
+            inpaint=cfg.inpaint,
+            threshold=cfg.threshold,
+            dilate=cfg.dilate,
+            workers=cfg.workers,
+        )
+        failed = table[table["status"] != "ok"]
+        for row in failed.itertuples():
+            log.warning("variants: %s failed: %s", row.path, row.error)
+        cache.mark_done("variants", key, [out_dir / "variants.csv"])
+    state.variants_dir = out_dir
+
+
+def model_key(model: ModelConfig) -> str:
+    """Folder-safe name of a model + weights: ``resnet50__IMAGENET1K_V1``."""
+    weights = Path(model.weights).stem if "/" in model.weights else model.weights
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{model.name}__{weights}")
+    return safe
+
+
+def _extract_one(state: RunState, cache: StageCache, model: ModelConfig) -> dict[str, Any]:
+    from figureground.features.extract import extract_features
+
+    cfg = state.study.features
+    key_name = model_key(model)
+    store = state.run_dir / "features" / f"{key_name}.zarr"
+    stage = f"features-{key_name}"
+    params = [
+        dataclasses.asdict(model),
+        cfg.batch_size,
+        cfg.dtype,
+        sha256_file(state.variants_dir / "variants.csv"),
+    ]
+    key = params_hash(params)
+    if cache.is_done(stage, key):
+        state.skipped.append(stage)
+    else:
+        extract_features(
+            state.variants_dir,
+            store,
+            model=model.name,
+            weights=model.weights,
+            layers=model.layers,
+            pool=model.pool,
+            dtype=cfg.dtype,
+            batch_size=cfg.batch_size,
+            device=cfg.device,
+            seed=model.seed,
+            workers=cfg.workers,
+        )
+        cache.mark_done(stage, key, [store])
+    return {
+        "store": store,
+        "model": model.name,
+        "weights": model.weights,
+        "layers": list(model.layers),
+        "key": key_name,
+    }
+
+
+def stage_features(state: RunState, cache: StageCache) -> None:
+    """One Zarr store per model: ``RUN/features/<model>__<weights>.zarr``."""
+    for model in state.study.features.models:
+        try:
+            info = _extract_one(state, cache, model)
+        except ModelUnavailableError as exc:
+            if model.fallback is None:
+                raise
+            log.warning(
+                "%s weights %s cannot be had here (%s); using %s with %s weights instead",
+                model.name,
+                model.weights,
+                exc,
+                model.fallback.name,
+                model.fallback.weights,
+            )
+            info = _extract_one(state, cache, model.fallback)
+            info["replaces"] = f"{model.name} ({model.weights})"
+            info["replaced_because"] = str(exc)
+        state.feature_stores[info["key"]] = info
+
+
+def stage_neural(state: RunState, cache: StageCache) -> None:
+    """The recordings: simulated into ``RUN/neural`` or found at ``neural.path``."""
+    cfg = state.study.neural
+    if cfg.source == "simulate":
+        sim = cfg.simulate
+        stores = list(state.feature_stores.values())
+        chosen = next((s for s in stores if sim.model in (None, s["key"], s["model"])), None)
+        if chosen is None:
+            raise UsageError(
+                f"neural.simulate.model {sim.model!r} matches no model; "
+                f"have {', '.join(s['key'] for s in stores)}"
+            )
+        layer = sim.layer if sim.layer in chosen["layers"] else chosen["layers"][0]
+        out_dir = state.run_dir / "neural"
+        key = params_hash([dataclasses.asdict(sim), layer, fingerprint(chosen["store"])])
+        if cache.is_done("neural", key):
+            state.skipped.append("neural")
+        else:
+            from figureground.neural.simulate import simulate_meg
+
+            simulate_meg(
+                chosen["store"],
+                out_dir,
+                fg_weight=sim.fg_weight,
+                bg_weight=sim.bg_weight,
+                snr=sim.snr,
+                seed=sim.seed,
+                participants=sim.participants,
+                layer=layer,
+                test_images=sim.test_images,
+                test_reps=sim.test_reps,
+            )
+            cache.mark_done(
+                "neural", key, [out_dir / "ground_truth.json"], driven_by=chosen["key"], layer=layer
+            )
+        data_dir = out_dir
+        numbers = range(1, sim.participants + 1)
+    else:
+        data_dir = state.study.resolve(cfg.path) if cfg.path else None
+        if data_dir is None or not data_dir.is_dir():
+            raise UsageError(f"neural.path {cfg.path!r} is not a folder of THINGS-MEG files")
+        numbers = cfg.participants or sorted(
+            int(p.name.split("_P")[1].split("-")[0])
+            for p in data_dir.glob("preprocessed_P*-epo.fif")
+        )
+    for number in numbers:
+        epochs = data_dir / f"preprocessed_P{number}-epo.fif"
+        attributes = data_dir / f"sample_attributes_P{number}.csv"
+        if not epochs.exists():
+            raise UsageError(f"participant {number}: {epochs} does not exist")
+        state.neural_files[f"P{number}"] = {
+            "epochs": epochs,
+            "attributes": attributes if attributes.exists() else None,
+        }
+
+
+def stage_analyses(state: RunState, cache: StageCache) -> None:
+    """The seed analysis: ``RUN/results/seed_distance.csv`` and ``summary.json``."""
+    from figureground.analysis import runner
+
+    results_dir = state.run_dir / "results"
+    inputs = [fingerprint(p["epochs"]) for p in state.neural_files.values()]
+    inputs += [fingerprint(s["store"]) for s in state.feature_stores.values()]
+    key = params_hash([dataclasses.asdict(state.study.analyses), inputs])
+    outputs = [results_dir / "seed_distance.csv", results_dir / "summary.json"]
+    if cache.is_done("analyses", key):
+        state.skipped.append("analyses")
+        return
+    runner.run_analyses(
+        state.study.analyses,
+        state.neural_files,
+        state.feature_stores,
+        results_dir,
+        provenance=run_provenance(state),
+    )
+    cache.mark_done("analyses", key, outputs)
+
+
+def stage_report(state: RunState, cache: StageCache) -> None:
+    """``RUN/report.html`` and its figures."""
+    from figureground.report.html import build_report
+
+    results = state.run_dir / "results"
+    key = params_hash(
+        [
+            dataclasses.asdict(state.study.report),
+            fingerprint(results),
+            fingerprint(state.variants_dir / "variants.csv"),
+        ]
+    )
+    report_path = state.run_dir / "report.html"
+    if cache.is_done("report", key):
+        state.skipped.append("report")
+        return
+    build_report(state.run_dir, examples=state.study.report.examples)
+    cache.mark_done("report", key, [report_path])
+
+
+STAGES: tuple[tuple[str, Callable[[RunState, StageCache], None]], ...] = (
+    ("stimuli", stage_stimuli),
+    ("variants", stage_variants),
+    ("features", stage_features),
+    ("neural", stage_neural),
+    ("analyses", stage_analyses),
+    ("report", stage_report),
+)
+
+
+def run_provenance(state: RunState) -> dict[str, Any]:
+    """The study, its inputs and library versions, for summary.json and the report."""
+    stores = {
+        key: {k: str(v) for k, v in info.items()} for key, info in state.feature_stores.items()
+    }
+    return stamp(
+        study=state.study.to_dict(),
+        stimulus_root=str(state.stimulus_root),
+        feature_stores=stores,
+        neural_files={p: {k: str(v) for k, v in f.items()} for p, f in state.neural_files.items()},
+    )
+
+
+def run_study(study: StudyConfig, run_dir: Path | None = None) -> RunState:
+    """Run every stage of ``study`` into ``run_dir`` (default: the study's ``output``)."""
+    run_dir = Path(run_dir) if run_dir else study.resolve(study.output)
+    run_dir = run_dir.resolve()
+    state = RunState(run_dir=run_dir, study=study)
+    with run_lock(run_dir):
+        atomic_write_json(run_dir / "study.json", {"study": study.to_dict()})
+        cache = StageCache(run_dir)
+        for name, stage in STAGES:
+            try:
+                _timed(state, name, lambda stage=stage: stage(state, cache))
+            except FigureGroundError as exc:
+                raise type(exc)(f"stage {name}: {exc}") from None
+        atomic_write_json(
+            run_dir / "stages.json", {"timings_s": state.timings, "skipped": state.skipped}
+        )
+    return state

@@ -1,0 +1,111 @@
+"""Study-file validation: types, unknown keys with the nearest-key hint, path resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from figureground.cli import main
+from figureground.config import StudyConfig, load_study, parse_study
+from figureground.errors import UsageError
+
+
+def test_defaults_follow_the_study() -> None:
+    study = parse_study({})
+    assert study.features.models[0].name == "resnet50"
+    assert study.features.models[0].layers == ("layer2",)
+    assert study.variants.segmenter == "isnet"
+    assert study.analyses.seed.zscore is False
+
+
+def test_nested_values_are_typed() -> None:
+    study = parse_study(
+        {
+            "features": {
+                "models": [
+                    {
+                        "name": "resnet18",
+                        "layers": "layer3",
+                        "fallback": {"name": "efficientnet_lite0"},
+                    }
+                ]
+            },
+            "neural": {"simulate": {"snr": 2}},
+        }
+    )
+    model = study.features.models[0]
+    assert model.layers == ("layer3",)
+    assert model.fallback is not None and model.fallback.name == "efficientnet_lite0"
+    assert study.neural.simulate.snr == 2.0
+    assert isinstance(study.neural.simulate.snr, float)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"stimulus": {}}, "did you mean 'stimuli'"),
+        ({"variants": {"segmnter": "isnet"}}, "did you mean 'segmenter'"),
+        ({"analyses": {"seed": {"zscor": True}}}, "did you mean 'zscore'"),
+        ({"variants": {"threshold": "high"}}, "variants.threshold: 'high' is not a number"),
+        ({"variants": {"inpaint": "telia"}}, "did you mean 'telea'"),
+        ({"variants": {"workers": 1.5}}, "not an integer"),
+        ({"analyses": {"seed": {"zscore": "yes"}}}, "not true or false"),
+        ({"features": {"models": [{"layers": [{"a": 1}]}]}}, "features.models[0].layers[0]"),
+        ([1, 2], "expected a mapping"),
+    ],
+)
+def test_bad_study_files_name_the_key(data: object, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_study(data)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_typo_in_file_fails_in_one_line_with_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text("name: x\nvariants:\n  inpaint: telea\n  dilatte: 3\n")
+    assert main(["run", str(study_file)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "variants.dilatte" in err[0] and "did you mean 'dilate'" in err[0]
+
+
+def test_relative_paths_resolve_against_the_study_file(tmp_path: Path) -> None:
+    study_file = tmp_path / "sub" / "study.yaml"
+    study_file.parent.mkdir()
+    study_file.write_text(yaml.safe_dump({"stimuli": {"root": "images"}, "output": "out"}))
+    study = load_study(study_file)
+    assert study.resolve(study.stimuli.root) == (tmp_path / "sub" / "images").resolve()
+
+
+def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        load_study(bad)
+    with pytest.raises(UsageError, match="does not exist"):
+        load_study(tmp_path / "missing.yaml")
+
+
+def test_yaml_tags_that_build_objects_are_refused(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        load_study(evil)
+
+
+_KEYS = [f.name for f in StudyConfig.__dataclass_fields__.values() if f.name != "base_dir"]
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12))
+def test_any_unknown_top_level_key_is_refused(key: str) -> None:
+    if key in _KEYS:
+        return
+    with pytest.raises(UsageError, match=f"unknown key '{key}'"):
+        parse_study({key: 1})
