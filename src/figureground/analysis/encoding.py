@@ -1,0 +1,436 @@
+"""Encoding models: ridge regression from network features to MEG, and variance partitioning.
+
+Every sensor at every time point is one target of a single multi-target ridge fit: the MEG
+array ``(image, channel, time)`` is flattened to ``Y`` of shape ``(images, channels * times)``,
+so one fit serves all time points. Features are reduced by PCA fitted on the training images
+of each fold only, the ridge penalty is chosen by an inner cross-validation on the training
+images only, and the model is scored on held-out images.
+
+Outer folds follow the ``session`` coordinate of the MEG array (group k-fold), so that no
+session contributes images to both training and test; without that coordinate the images are
+split by plain k-fold (logged).
+
+Scores:
+
+- :func:`encode` -> Pearson r between predicted and measured responses across held-out images,
+  per fold, time and sensor.
+- :func:`variance_partition` -> cross-validated R² (per target, on held-out images, sums of
+  squares about the held-out mean as in ``sklearn.metrics.r2_score``; averaged over folds,
+  then over sensors) of the joint foreground + background banded model and of each band
+  alone, and the unique / shared components derived from them.
+
+The himalaya backend is set in one place, :func:`ridge_backend`, and restored afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from sklearn.decomposition import PCA
+from sklearn.model_selection import GroupKFold, KFold
+
+from figureground import logs
+from figureground.errors import DataError, UsageError
+
+log = logs.get_logger(__name__)
+
+RIDGE_BACKENDS = ("numpy", "torch", "torch_cuda")
+DEFAULT_ALPHAS = tuple(np.logspace(-2, 8, 11))
+Split = tuple[np.ndarray, np.ndarray]
+
+
+@contextmanager
+def ridge_backend(name: str = "numpy") -> Iterator[ModuleType]:
+    """Use himalaya backend ``name`` inside the block, then restore the previous one.
+
+    The only place in figureground that touches himalaya's backend setting.
+    """
+    from himalaya.backend import get_backend, set_backend
+
+    if name not in RIDGE_BACKENDS:
+        raise UsageError(f"ridge backend {name!r} is not one of {', '.join(RIDGE_BACKENDS)}")
+    previous = get_backend()
+    try:
+        yield set_backend(name, on_error="raise")
+    finally:
+        set_backend(previous, on_error="raise")
+
+
+@dataclass(frozen=True)
+class RidgeSettings:
+    """How each fold's ridge model is fitted.
+
+    Parameters
+    ----------
+    n_components : number of PCA components per feature band (None: no reduction).
+    alphas : ridge penalties tried by the inner cross-validation.
+    inner_splits : folds of the inner cross-validation on the training images.
+    n_iter : random-search iterations over band weightings (banded ridge only).
+    dtype : floating dtype of the arrays handed to himalaya.
+    n_targets_batch : targets per solver batch (memory), None for all at once.
+    """
+
+    n_components: int | None = 100
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    inner_splits: int = 5
+    n_iter: int = 20
+    dtype: str = "float32"
+    n_targets_batch: int | None = None
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _feature_matrix(features: xr.DataArray | np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """Image ids (or None for a plain array) and the features flattened to (images, features)."""
+    if isinstance(features, xr.DataArray):
+        if "image" not in features.dims:
+            raise DataError(f"feature array has dims {features.dims}; expected an 'image' dim")
+        features = features.transpose("image", ...)
+        ids = np.asarray(features["image"].values).astype(str)
+        values = np.asarray(features.values)
+        return ids, values.reshape(values.shape[0], -1)
+    values = np.asarray(features)
+    if values.ndim < 2:
+        raise DataError(f"feature array has shape {values.shape}; expected (image, ...)")
+    return None, values.reshape(values.shape[0], -1)
+
+
+def align(
+    meg: xr.DataArray, *features: xr.DataArray | np.ndarray
+) -> tuple[xr.DataArray, list[np.ndarray]]:
+    """Keep the images present in the MEG array and every feature set, in MEG order.
+
+    Plain arrays carry no ids and must already follow the MEG image order.
+
+    Returns
+    -------
+    The MEG array restricted to the common images, and one (images, features) matrix per
+    feature set in the same order.
+    """
+    if tuple(meg.dims[:1]) != ("image",) or meg.ndim != 3:
+        raise DataError(f"MEG array has dims {meg.dims}; expected ('image', 'channel', 'time')")
+    meg = meg.transpose("image", "channel", "time")
+    meg_ids = np.asarray(meg["image"].values).astype(str)
+    if len(set(meg_ids)) != len(meg_ids):
+        raise DataError("MEG array has repeated image ids; average repetitions first")
+    parsed = [_feature_matrix(f) for f in features]
+    keep = np.ones(len(meg_ids), dtype=bool)
+    for k, (ids, values) in enumerate(parsed):
+        if ids is None:
+            if len(values) != len(meg_ids):
+                raise DataError(
+                    f"feature set {k} is a plain array with {len(values)} rows but the MEG "
+                    f"array has {len(meg_ids)} images; pass a DataArray with image ids"
+                )
+            continue
+        if len(set(ids)) != len(ids):
+            raise DataError(f"feature set {k} has repeated image ids")
+        keep &= np.isin(meg_ids, ids)
+    if not keep.any():
+        example = meg_ids[0] if len(meg_ids) else "<none>"
+        raise DataError(
+            f"no image id is shared by the MEG array and the features (MEG has e.g. {example!r})"
+        )
+    if not keep.all():
+        log.info("encoding: %d of %d MEG images have features", keep.sum(), len(meg_ids))
+    common = meg_ids[keep]
+    matrices = []
+    for ids, values in parsed:
+        if ids is None:
+            matrices.append(values[keep])
+        else:
+            position = pd.Index(ids).get_indexer(common)
+            matrices.append(values[position])
+    return meg.isel(image=np.flatnonzero(keep)), matrices
+
+
+def outer_splits(meg: xr.DataArray, n_splits: int = 5, seed: int = 0) -> list[Split]:
+    """Train/test image indices: group k-fold over ``session``, else shuffled k-fold by image."""
+    n_images = meg.sizes["image"]
+    if "session" in meg.coords:
+        sessions = np.asarray(meg["session"].values)
+        n_sessions = len(np.unique(sessions))
+        if n_sessions >= 2:
+            splitter = GroupKFold(n_splits=min(n_splits, n_sessions))
+            return list(splitter.split(np.zeros(n_images), groups=sessions))
+        log.warning("only one session in the MEG array; folds split images instead")
+    else:
+        log.info("MEG array has no 'session' coordinate; folds split images (k-fold)")
+    if n_images < 2:
+        raise DataError(f"cannot cross-validate with {n_images} image(s)")
+    splitter = KFold(n_splits=min(n_splits, n_images), shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(n_images)))
+
+
+def _train_folds(n_train: int, groups: np.ndarray | None, n_splits: int, seed: int) -> list[Split]:
+    """Inner cross-validation folds on the training images: by group when several, else k-fold."""
+    if groups is not None and len(np.unique(groups)) >= 2:
+        splitter = GroupKFold(n_splits=min(n_splits, len(np.unique(groups))))
+        return list(splitter.split(np.zeros(n_train), groups=groups))
+    splitter = KFold(n_splits=min(n_splits, n_train), shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(n_train)))
+
+
+# ----------------------------------------------------------------------------- one fold
+
+
+def reduce_features(
+    X_train: np.ndarray, X_test: np.ndarray, n_components: int | None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre (and PCA-reduce) features with statistics of the training images only."""
+    if n_components is None:
+        mean = X_train.mean(axis=0)
+        return X_train - mean, X_test - mean
+    n_keep = min(n_components, X_train.shape[0] - 1, X_train.shape[1])
+    pca = PCA(n_components=n_keep, random_state=seed, svd_solver="auto")
+    train = pca.fit_transform(X_train)
+    return train, pca.transform(X_test)
+
+
+def fit_predict(
+    bands_train: Sequence[np.ndarray],
+    Y_train: np.ndarray,
+    bands_test: Sequence[np.ndarray],
+    groups_train: np.ndarray | None = None,
+    settings: RidgeSettings = RidgeSettings(),
+    seed: int = 0,
+) -> np.ndarray:
+    """Fit ridge (one band) or banded ridge (several) on training images; predict the test set.
+
+    Features are reduced per band by :func:`reduce_features`; ``Y`` is centred on the
+    training mean; the penalty (and band weighting) is chosen by inner cross-validation on
+    the training images only. Uses the current himalaya backend (see :func:`ridge_backend`).
+
+    Returns
+    -------
+    Predicted responses, shape (test images, targets), float64 numpy.
+    """
+    from himalaya.backend import get_backend
+    from himalaya.ridge import GroupRidgeCV, RidgeCV
+
+    backend = get_backend()
+    reduced = [
+        reduce_features(tr, te, settings.n_components, seed)
+        for tr, te in zip(bands_train, bands_test, strict=True)
+    ]
+    dtype = settings.dtype
+    Xs_train = [r[0].astype(dtype) for r in reduced]
+    Xs_test = [r[1].astype(dtype) for r in reduced]
+    y_mean = Y_train.mean(axis=0)
+    Y_centred = (Y_train - y_mean).astype(dtype)
+    cv = _train_folds(len(Y_train), groups_train, settings.inner_splits, seed)
+    alphas = np.asarray(settings.alphas, dtype=dtype)
+    if len(Xs_train) == 1:
+        model = RidgeCV(
+            alphas=alphas,
+            cv=cv,
+            solver_params={"n_targets_batch": settings.n_targets_batch, "warn": False},
+        )
+        model.fit(Xs_train[0], Y_centred)
+        predicted = model.predict(Xs_test[0])
+    else:
+        model = GroupRidgeCV(
+            groups="input",
+            cv=cv,
+            random_state=seed,
+            solver_params={
+                "n_iter": settings.n_iter,
+                "alphas": alphas,
+                "progress_bar": False,
+                "n_targets_batch": settings.n_targets_batch,
+                "warn": False,
+            },
+        )
+        model.fit(Xs_train, Y_centred)
+        predicted = model.predict(Xs_test)
+    return np.asarray(backend.to_numpy(predicted), dtype=np.float64) + y_mean
+
+
+# ----------------------------------------------------------------------------- scores
+
+
+def pearson_columns(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Pearson r between matching columns of two (samples, targets) arrays (NaN if constant)."""
+    a = np.asarray(y_true, dtype=np.float64)
+    b = np.asarray(y_pred, dtype=np.float64)
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    denominator = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (a * b).sum(axis=0) / denominator, np.nan)
+
+
+def r2_columns(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """R² per column, sums of squares about the column mean of ``y_true`` (sklearn's)."""
+    a = np.asarray(y_true, dtype=np.float64)
+    residual = ((a - np.asarray(y_pred, dtype=np.float64)) ** 2).sum(axis=0)
+    total = ((a - a.mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 1.0 - residual / total, np.nan)
+
+
+def _targets(meg: xr.DataArray) -> np.ndarray:
+    """MEG (image, channel, time) as Y (images, channels * times), float64."""
+    values = np.asarray(meg.values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise DataError("MEG array contains NaN or infinite values")
+    return values.reshape(values.shape[0], -1)
+
+
+def _groups(meg: xr.DataArray) -> np.ndarray | None:
+    return np.asarray(meg["session"].values) if "session" in meg.coords else None
+
+
+def encode(
+    meg: xr.DataArray,
+    features: xr.DataArray | np.ndarray,
+    *,
+    n_splits: int = 5,
+    settings: RidgeSettings = RidgeSettings(),
+    seed: int = 0,
+    backend: str = "numpy",
+) -> xr.DataArray:
+    """Cross-validated encoding accuracy of one feature set for every sensor and time.
+
+    Parameters
+    ----------
+    meg : responses, dims (image, channel, time), coord ``image``; ``session`` optional.
+    features : DataArray with dim ``image`` (other dims flattened) or an array in MEG order.
+    n_splits : outer folds (group k-fold over sessions when present).
+    settings : PCA / ridge settings for each fold.
+    seed : seeds the k-fold shuffling, PCA and inner folds.
+    backend : himalaya backend ("numpy", "torch", "torch_cuda").
+
+    Returns
+    -------
+    DataArray ``pearson_r`` with dims (fold, time, channel); ``.mean("fold")`` gives the
+    (time, channel) map. Attributes describe the fit.
+    """
+    meg, (X,) = align(meg, features)
+    Y = _targets(meg)
+    groups = _groups(meg)
+    splits = outer_splits(meg, n_splits, seed)
+    n_channels, n_times = meg.sizes["channel"], meg.sizes["time"]
+    scores = np.empty((len(splits), n_times, n_channels))
+    with ridge_backend(backend):
+        for k, (train, test) in enumerate(logs.progress(splits, len(splits), "encoding folds")):
+            predicted = fit_predict(
+                [X[train]],
+                Y[train],
+                [X[test]],
+                None if groups is None else groups[train],
+                settings,
+                seed,
+            )
+            r = pearson_columns(Y[test], predicted).reshape(n_channels, n_times)
+            scores[k] = r.T
+    return xr.DataArray(
+        scores,
+        dims=("fold", "time", "channel"),
+        coords={
+            "fold": np.arange(len(splits)),
+            "time": meg["time"].values,
+            "channel": meg["channel"].values,
+            "n_test": ("fold", [len(test) for _, test in splits]),
+        },
+        name="pearson_r",
+        attrs={
+            "metric": "pearson_r",
+            "folds_by": "session" if groups is not None else "image",
+            "n_images": int(meg.sizes["image"]),
+            "n_components": -1 if settings.n_components is None else settings.n_components,
+            "seed": seed,
+            "backend": backend,
+        },
+    )
+
+
+def encoding_table(scores: xr.DataArray, **descriptors: object) -> pd.DataFrame:
+    """Tidy per-time summary of :func:`encode`: mean over folds and sensors.
+
+    ``descriptors`` (participant, condition, model, layer, ...) become constant columns.
+    """
+    per_time = scores.mean("fold").mean("channel")
+    table = pd.DataFrame(
+        {
+            "time": per_time["time"].values,
+            "metric": scores.attrs.get("metric", "pearson_r"),
+            "value": per_time.values,
+        }
+    )
+    for key, value in descriptors.items():
+        table[key] = value
+    return table
+
+
+PARTITION_COMPONENTS = ("joint", "fg", "bg", "unique_fg", "unique_bg", "shared")
+
+
+def variance_partition(
+    meg: xr.DataArray,
+    foreground: xr.DataArray | np.ndarray,
+    background: xr.DataArray | np.ndarray,
+    *,
+    n_splits: int = 5,
+    settings: RidgeSettings = RidgeSettings(),
+    seed: int = 0,
+    backend: str = "numpy",
+    **descriptors: object,
+) -> pd.DataFrame:
+    """Unique foreground, unique background and shared explained variance over time.
+
+    Three models per outer fold: banded ridge on both bands (``joint``), ridge on the
+    foreground (no-background) features alone (``fg``) and on the background (no-foreground)
+    features alone (``bg``). Each is scored by cross-validated R² on the held-out images per
+    target (sensor x time), averaged over folds and then over sensors. Then
+    ``unique_fg = joint - bg``, ``unique_bg = joint - fg``, ``shared = fg + bg - joint``.
+
+    Returns
+    -------
+    Tidy DataFrame with columns time, component, value, metric ("r2_cv") and ``descriptors``.
+    """
+    meg, (X_fg, X_bg) = align(meg, foreground, background)
+    Y = _targets(meg)
+    groups = _groups(meg)
+    splits = outer_splits(meg, n_splits, seed)
+    n_channels, n_times = meg.sizes["channel"], meg.sizes["time"]
+    bands = {"joint": (X_fg, X_bg), "fg": (X_fg,), "bg": (X_bg,)}
+    r2 = {name: np.zeros(n_channels * n_times) for name in bands}
+    with ridge_backend(backend):
+        for train, test in logs.progress(splits, len(splits), "variance partition folds"):
+            groups_train = None if groups is None else groups[train]
+            for name, band_set in bands.items():
+                predicted = fit_predict(
+                    [X[train] for X in band_set],
+                    Y[train],
+                    [X[test] for X in band_set],
+                    groups_train,
+                    settings,
+                    seed,
+                )
+                r2[name] += r2_columns(Y[test], predicted) / len(splits)
+    per_time = {
+        name: values.reshape(n_channels, n_times).mean(axis=0) for name, values in r2.items()
+    }
+    per_time["unique_fg"] = per_time["joint"] - per_time["bg"]
+    per_time["unique_bg"] = per_time["joint"] - per_time["fg"]
+    per_time["shared"] = per_time["fg"] + per_time["bg"] - per_time["joint"]
+    times = meg["time"].values
+    table = pd.DataFrame(
+        {
+            "time": np.tile(times, len(PARTITION_COMPONENTS)),
+            "component": np.repeat(PARTITION_COMPONENTS, n_times),
+            "value": np.concatenate([per_time[c] for c in PARTITION_COMPONENTS]),
+            "metric": "r2_cv",
+        }
+    )
+    for key, value in descriptors.items():
+        table[key] = value
+    return table
