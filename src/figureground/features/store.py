@@ -1,0 +1,250 @@
+"""The feature store: a Zarr v3 store, one group per variant, one array per layer.
+
+Layout (readable with ``xarray.open_zarr(path, group=variant)``)::
+
+    features.zarr/                    root attrs: provenance, params_hash, variants
+      original/                       group attrs: provenance, failed (skipped) images
+        <layer>   (image, channel, y, x) or (image, channel)   chunk = batch along image
+        image     (image)  image ids            concept (image)  concept names
+        sha256    (image)  SHA-256 of each input file, written with its batch
+        done      (image)  int8: 0 pending, 1 stored, -1 could not be decoded (NaN features)
+      no_background/ ...   no_foreground/ ...   (for a variants folder)
+
+Dimension names are ``channel``, ``y``, ``x`` when every layer agrees on their size, otherwise
+``<layer>_channel`` etc. for every layer. The store is created whole, then renamed into place;
+each batch is written by region (chunk-aligned, so chunk files are written once and atomically
+by zarr) and ``done`` is written *after* the batch's data, so a killed run leaves a store that
+opens and whose ``done`` images are complete; a rerun computes only the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from figureground import logs
+from figureground.errors import DataError, UsageError
+
+log = logs.get_logger(__name__)
+
+PENDING, DONE, FAILED = 0, 1, -1
+SPATIAL_DIMS = ("channel", "y", "x")
+
+
+@contextlib.contextmanager
+def quiet_zarr() -> Iterator[None]:
+    """Silence zarr's notes on consolidated metadata and unstable v3 extensions."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        warnings.filterwarnings("ignore", category=UserWarning, module="zarr.*")
+        yield
+
+
+def layer_dims(layer_shapes: Mapping[str, Sequence[int]]) -> dict[str, tuple[str, ...]]:
+    """Dimension names per layer (after ``image``): shared names unless sizes conflict."""
+    sizes: dict[str, set[int]] = {}
+    for shape in layer_shapes.values():
+        for name, size in zip(SPATIAL_DIMS, shape, strict=False):
+            sizes.setdefault(name, set()).add(int(size))
+    conflict = any(len(s) > 1 for s in sizes.values())
+    dims = {}
+    for layer, shape in layer_shapes.items():
+        names = SPATIAL_DIMS[: len(shape)]
+        dims[layer] = tuple(f"{layer}_{n}" for n in names) if conflict else names
+    return dims
+
+
+def create_store(
+    path: str | os.PathLike,
+    variants: Sequence[str],
+    image_ids: Sequence[str],
+    concepts: Sequence[str],
+    layer_shapes: Mapping[str, Sequence[int]],
+    dtype: str,
+    chunk: int,
+    attrs: Mapping[str, Any],
+    group_attrs: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
+    """Create an empty store of the final shape in a temporary folder, then rename it to ``path``.
+
+    Parameters
+    ----------
+    path : path
+        Target folder (must not exist).
+    variants, image_ids, concepts : sequences
+        Groups to create and the images along the ``image`` dimension (same for every group).
+    layer_shapes : mapping
+        Layer name -> shape of one image's features (e.g. ``(512, 28, 28)``).
+    dtype : str
+        ``float32`` or ``float16``.
+    chunk : int
+        Images per chunk (the batch size).
+    attrs : mapping
+        Provenance for the root and every group; ``group_attrs`` adds per-group fields.
+    """
+    import dask.array as da
+    import xarray as xr
+    import zarr
+
+    target = Path(path)
+    tmp = target.parent / f".{target.name}.creating-{uuid.uuid4().hex[:8]}"
+    n = len(image_ids)
+    dims = layer_dims(layer_shapes)
+    coords = {
+        "image": np.asarray(image_ids, dtype=object),
+        "concept": ("image", np.asarray(concepts, dtype=object)),
+        "sha256": ("image", np.full(n, "", dtype=object)),
+        "done": ("image", da.zeros(n, chunks=chunk, dtype="int8")),
+    }
+    data_vars = {
+        layer: (
+            ("image", *dims[layer]),
+            da.zeros((n, *shape), chunks=(chunk, *shape), dtype=dtype),
+            {"layer": layer},
+        )
+        for layer, shape in layer_shapes.items()
+    }
+    encoding: dict[str, dict[str, Any]] = {
+        layer: {"chunks": (chunk, *shape)} for layer, shape in layer_shapes.items()
+    }
+    encoding["sha256"] = {"chunks": (chunk,)}
+    encoding["done"] = {"chunks": (chunk,)}
+    with quiet_zarr():
+        warnings.filterwarnings("ignore", category=xr.SerializationWarning)
+        for variant in variants:
+            dataset = xr.Dataset(
+                data_vars,
+                coords=coords,
+                attrs={**attrs, **(group_attrs or {}).get(variant, {}), "variant": variant},
+            )
+            dataset.to_zarr(
+                tmp,
+                group=variant,
+                mode="a",
+                compute=False,
+                zarr_format=3,
+                consolidated=False,
+                encoding=encoding,
+            )
+        root = zarr.open_group(tmp, mode="r+")
+        root.attrs.update({**attrs, "variants": list(variants)})
+        zarr.consolidate_metadata(str(tmp))
+    os.rename(tmp, target)
+    return target
+
+
+def read_root_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """The root group's attributes (provenance, params_hash, variants)."""
+    import zarr
+
+    if not Path(path).exists():
+        raise UsageError(f"feature store {path} does not exist")
+    try:
+        with quiet_zarr():
+            return dict(zarr.open_group(str(path), mode="r").attrs)
+    except Exception as exc:
+        raise UsageError(
+            f"{path} exists but is not a feature store ({exc}); choose another --out or delete it"
+        ) from None
+
+
+def remove_partial_files(path: str | os.PathLike) -> int:
+    """Delete ``*.partial`` files a killed zarr write left behind; return how many."""
+    count = 0
+    for leftover in Path(path).rglob("*.partial"):
+        leftover.unlink(missing_ok=True)
+        count += 1
+    return count
+
+
+class GroupWriter:
+    """Writes batches of one variant group by region: data, then sha256, then ``done``."""
+
+    def __init__(self, path: str | os.PathLike, variant: str, layers: Sequence[str]) -> None:
+        import zarr
+
+        with quiet_zarr():
+            self._arrays = {
+                layer: zarr.open_array(str(path), path=f"{variant}/{layer}", mode="r+")
+                for layer in layers
+            }
+            self._sha = zarr.open_array(str(path), path=f"{variant}/sha256", mode="r+")
+            self._done = zarr.open_array(str(path), path=f"{variant}/done", mode="r+")
+        self.variant = variant
+        self.chunk = int(self._done.chunks[0])
+        self.size = int(self._done.shape[0])
+
+    def done(self) -> np.ndarray:
+        """The ``done`` array (0 pending, 1 stored, -1 failed)."""
+        return np.asarray(self._done[:])
+
+    def pending_chunks(self) -> list[int]:
+        """Indices of chunks holding any image not yet written."""
+        status = self.done()
+        starts = range(0, self.size, self.chunk)
+        return [
+            i
+            for i, start in enumerate(starts)
+            if (status[start : start + self.chunk] == PENDING).any()
+        ]
+
+    def write(
+        self,
+        start: int,
+        outputs: Mapping[str, np.ndarray],
+        sha256: Sequence[str],
+        status: np.ndarray,
+    ) -> None:
+        """Store one chunk-aligned batch; ``done`` last so readers never see partial batches."""
+        stop = start + len(status)
+        for layer, values in outputs.items():
+            array = self._arrays[layer]
+            array[start:stop] = values.astype(array.dtype, copy=False)
+        self._sha[start:stop] = np.asarray(sha256, dtype=object)
+        self._done[start:stop] = np.asarray(status, dtype="int8")
+
+
+def open_features(
+    path: str | os.PathLike, variant: str = "original", allow_partial: bool = False
+) -> Any:
+    """Open one variant group as an ``xarray.Dataset`` holding only stored (``done``) images.
+
+    Raises
+    ------
+    UsageError
+        The store or the variant group does not exist.
+    DataError
+        Some images are still pending (the run was interrupted) unless ``allow_partial``.
+    """
+    import xarray as xr
+
+    path = Path(path)
+    variants = read_root_attrs(path).get("variants", [])
+    if variant not in variants:
+        raise UsageError(
+            f"feature store {path} has no variant {variant!r}; it holds "
+            f"{', '.join(variants) or 'none'}"
+        )
+    with quiet_zarr():
+        dataset = xr.open_zarr(path, group=variant, zarr_format=3)
+    status = np.asarray(dataset["done"].values)
+    pending = int((status == PENDING).sum())
+    if pending and not allow_partial:
+        raise DataError(
+            f"feature store {path} ({variant}) is incomplete: {pending} of "
+            f"{status.size} images pending; rerun the features command to finish "
+            "it, or pass allow_partial=True"
+        )
+    failed = int((status == FAILED).sum())
+    if failed:
+        log.warning(
+            "%s (%s): %d images could not be decoded and are left out", path, variant, failed
+        )
+    return dataset.isel(image=np.flatnonzero(status == DONE))
