@@ -1,0 +1,296 @@
+"""THINGS-MEG preprocessed epochs (``preprocessed_P{n}-epo.fif`` + ``sample_attributes_P{n}.csv``).
+
+Each participant's file holds 27,048 epochs x 271 sensors x 281 samples (200 Hz, -0.1..1.3 s):
+22,248 experiment images seen once, 200 test images seen 12 times (once per session) and 2,400
+catch trials. The loader reads epochs in chunks (never the whole 8 GB file), averages per
+image (or concept) in float64 and returns float32 ``xarray.DataArray`` objects aligned to the
+stimulus manifest's ``image_id`` (the file stem of ``image_path``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from figureground import logs, provenance
+from figureground.errors import DataError, UsageError
+from figureground.neural.aggregate import (
+    TrialSource,
+    build_responses,
+    check_consistent,
+    concept_of_id,
+)
+
+log = logs.get_logger(__name__)
+
+TRIAL_TYPES = ("exp", "test")
+REQUIRED_COLUMNS = ("trial_type", "image_path")
+_EPOCHS_NAME = re.compile(r"^preprocessed_P(\d+)-epo\.fif$")
+
+
+def read_epochs_lazy(epochs_path: str | Path):
+    """Open an MNE epochs file without loading its data; one-line errors for bad files."""
+    import mne
+
+    path = Path(epochs_path)
+    if not path.is_file():
+        raise UsageError(f"epochs file {path} not found")
+    try:
+        return mne.read_epochs(path, preload=False, verbose="error")
+    except Exception as exc:  # MNE raises many types for broken files
+        raise DataError(
+            f"{path}: cannot read as MNE epochs ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+
+
+def epochs_source(epochs, name: str) -> TrialSource:
+    """A chunked reader over non-preloaded MNE ``epochs``."""
+
+    def read(indices: np.ndarray, channels: np.ndarray) -> np.ndarray:
+        return epochs.get_data(item=indices, picks=channels, verbose="error")
+
+    lowpass = epochs.info.get("lowpass")
+    return TrialSource(
+        name=name,
+        ch_names=list(epochs.ch_names),
+        times=np.asarray(epochs.times),
+        n_trials=len(epochs),
+        read=read,
+        lowpass=float(lowpass) if lowpass else None,
+    )
+
+
+def _first_difference(left: pd.Series, right: pd.Series) -> int | None:
+    if pd.api.types.is_numeric_dtype(left) and pd.api.types.is_numeric_dtype(right):
+        a, b = left.to_numpy(dtype=float), right.to_numpy(dtype=float)
+        same = np.isclose(a, b) | (np.isnan(a) & np.isnan(b))
+    else:
+        same = left.astype(str).to_numpy() == right.astype(str).to_numpy()
+    differ = np.flatnonzero(~same)
+    return int(differ[0]) if differ.size else None
+
+
+def resolve_metadata(epochs, epochs_path: Path, attributes_path: str | Path | None) -> pd.DataFrame:
+    """One metadata row per epoch, checked against the epochs file.
+
+    The CSV must have one row per epoch (or one per original event when epochs were dropped:
+    then the kept rows are taken by ``epochs.selection``). Its order is checked against the
+    metadata attached to the epochs (columns in common) if there is any, else against the
+    event codes when these encode ``image_nr``; a disagreement raises DataError.
+    """
+    attached = epochs.metadata
+    if attributes_path is None:
+        if attached is None:
+            raise DataError(
+                f"{epochs_path}: no metadata attached; pass the attributes CSV "
+                f"(sample_attributes_P<n>.csv)"
+            )
+        return attached.reset_index(drop=True)
+    csv_path = Path(attributes_path)
+    if not csv_path.is_file():
+        raise UsageError(f"attributes file {csv_path} not found")
+    csv = pd.read_csv(csv_path)
+    n_epochs = len(epochs)
+    if len(csv) != n_epochs:
+        if len(csv) == len(epochs.drop_log) and len(epochs.drop_log) != n_epochs:
+            log.info(
+                "%s: %d of %d epochs were dropped; using the CSV rows of the kept ones",
+                epochs_path.name,
+                len(epochs.drop_log) - n_epochs,
+                len(epochs.drop_log),
+            )
+            csv = csv.iloc[np.asarray(epochs.selection)]
+        else:
+            raise DataError(
+                f"{csv_path}: {len(csv)} rows, but {epochs_path} has {n_epochs} "
+                f"epochs; expected one row per epoch in the same order"
+            )
+    csv = csv.reset_index(drop=True)
+    if attached is not None:
+        attached = attached.reset_index(drop=True)
+        for column in [c for c in csv.columns if c in attached.columns]:
+            row = _first_difference(csv[column], attached[column])
+            if row is not None:
+                raise DataError(
+                    f"{csv_path}: row {row} {column}={csv[column].iloc[row]!r} but "
+                    f"the metadata attached to {epochs_path.name} says "
+                    f"{attached[column].iloc[row]!r}; rows are misaligned"
+                )
+        return csv
+    codes = np.asarray(epochs.events[:, 2])
+    if "image_nr" in csv.columns:
+        image_nr = csv["image_nr"].to_numpy()
+        if np.array_equal(np.sort(codes), np.sort(image_nr.astype(codes.dtype))):
+            row = _first_difference(pd.Series(codes), csv["image_nr"])
+            if row is not None:
+                raise DataError(
+                    f"{csv_path}: row {row} has image_nr={image_nr[row]} but epoch "
+                    f"{row} of {epochs_path.name} has event code {codes[row]}; "
+                    f"rows are in a different order than the epochs"
+                )
+            return csv
+    log.warning(
+        "%s: order not verified (no metadata attached to %s and its event codes do not "
+        "encode image_nr); trusting the row order",
+        csv_path.name,
+        epochs_path.name,
+    )
+    return csv
+
+
+def _image_fields(paths: pd.Series) -> tuple[list[str], list[str]]:
+    ids, concepts = [], []
+    for value in paths.astype(str):
+        path = PurePosixPath(value.replace("\\", "/"))
+        ids.append(path.stem)
+        folder = path.parent.name
+        concepts.append(
+            folder if folder and not folder.startswith("images_") else concept_of_id(path.stem)
+        )
+    return ids, concepts
+
+
+def trials_table(metadata: pd.DataFrame, trial_type: str, name: str) -> pd.DataFrame:
+    """Epoch index, image id, concept and session of each epoch of ``trial_type``."""
+    missing = [column for column in REQUIRED_COLUMNS if column not in metadata.columns]
+    if missing:
+        raise DataError(
+            f"{name}: metadata lacks columns {missing}; expected THINGS-MEG sample attributes"
+        )
+    keep = metadata["trial_type"].astype(str).str.strip() == trial_type
+    chosen = metadata.loc[keep]
+    ids, concepts = _image_fields(chosen["image_path"])
+    table = pd.DataFrame(
+        {"epoch": np.flatnonzero(keep.to_numpy()), "image_id": ids, "concept": concepts}
+    )
+    if "session_nr" in chosen.columns:
+        table["session"] = chosen["session_nr"].to_numpy()
+    return table
+
+
+def participant_of(path: Path) -> str:
+    """Participant label from a THINGS-MEG file name (``P1``), else the file stem."""
+    match = re.search(r"P(\d+)", path.name)
+    return f"P{match.group(1)}" if match else path.stem
+
+
+def load(
+    epochs_path: str | Path,
+    attributes_path: str | Path | None = None,
+    trial_type: str = "exp",
+    *,
+    average: str = "image",
+    tmin: float | None = None,
+    tmax: float | None = None,
+    picks: Sequence[str] | str | None = None,
+    decim: int = 1,
+    image_ids: Sequence[str] | pd.DataFrame | str | Path | None = None,
+    chunk_size: int = 256,
+) -> xr.DataArray:
+    """Load one THINGS-MEG participant as per-image (or per-concept) responses.
+
+    Parameters
+    ----------
+    epochs_path : ``preprocessed_P{n}-epo.fif`` (MNE follows split parts itself).
+    attributes_path : ``sample_attributes_P{n}.csv``; optional when metadata is attached.
+    trial_type : ``"exp"`` -> dims (image, channel, time), trials of an image averaged;
+        ``"test"`` -> (image, repetition, channel, time), repetitions ordered by session.
+        Catch trials are always excluded.
+    average : ``"image"`` or ``"concept"`` (exp only; first dim then ``concept``).
+    tmin, tmax : time window in seconds, both ends inclusive.
+    picks : sensor names, or a name prefix such as ``"MLO"``.
+    decim : keep every ``decim``-th sample (grid through t = 0); the published data are
+        low-passed at 40 Hz, so decim <= 2 does not alias.
+    image_ids : stimulus ids (list, manifest DataFrame or manifest CSV); an epoch whose image
+        is not among them raises DataError; output images follow this order.
+    chunk_size : epochs read at a time (memory is about chunk_size x one epoch x 3).
+
+    Returns
+    -------
+    float32 DataArray with coords ``image`` (or ``concept``), ``channel``, ``time`` and, along
+    image, ``concept`` and ``session``; attrs participant, sfreq, source_file, provenance.
+    """
+    if trial_type not in TRIAL_TYPES:
+        raise UsageError(
+            f"trial_type={trial_type!r}; expected one of {TRIAL_TYPES} "
+            f"(catch trials are never loaded)"
+        )
+    path = Path(epochs_path)
+    epochs = read_epochs_lazy(path)
+    metadata = resolve_metadata(epochs, path, attributes_path)
+    table = trials_table(metadata, trial_type, str(path))
+    log.info(
+        "%s: %d %s epochs of %d images",
+        path.name,
+        len(table),
+        trial_type,
+        table["image_id"].nunique(),
+    )
+    source = epochs_source(epochs, str(path))
+    params = {
+        "trial_type": trial_type,
+        "average": average,
+        "tmin": tmin,
+        "tmax": tmax,
+        "picks": picks if picks is None or isinstance(picks, str) else list(picks),
+        "decim": decim,
+    }
+    attrs = {
+        "participant": participant_of(path),
+        "source_file": str(path.resolve()),
+        "attributes_file": str(Path(attributes_path).resolve()) if attributes_path else "",
+        "trial_type": trial_type,
+        "provenance": provenance.stamp(loader="things_meg", **params),
+    }
+    return build_responses(
+        source,
+        table,
+        average=average,
+        repetitions=trial_type == "test",
+        tmin=tmin,
+        tmax=tmax,
+        picks=picks,
+        decim=decim,
+        image_ids=image_ids,
+        chunk_size=chunk_size,
+        attrs=attrs,
+    )
+
+
+def find_participants(directory: str | Path) -> dict[str, tuple[Path, Path | None]]:
+    """``{"P1": (epochs file, attributes CSV or None), ...}`` found in ``directory``."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise UsageError(f"THINGS-MEG folder {root} not found")
+    found = {}
+    for path in sorted(root.iterdir()):
+        match = _EPOCHS_NAME.match(path.name)
+        if match:
+            csv = root / f"sample_attributes_P{match.group(1)}.csv"
+            found[f"P{match.group(1)}"] = (path, csv if csv.is_file() else None)
+    if not found:
+        raise UsageError(f"{root} holds no preprocessed_P<n>-epo.fif file")
+    return dict(sorted(found.items(), key=lambda item: int(item[0][1:])))
+
+
+def load_participants(
+    directory: str | Path, participants: Sequence[str] | None = None, **kwargs
+) -> dict[str, xr.DataArray]:
+    """Load every (or the named) participant of a THINGS-MEG folder with :func:`load`.
+
+    Raises DataError naming the file whose channels or times differ from the first one's.
+    """
+    found = find_participants(directory)
+    wanted = list(found) if participants is None else list(participants)
+    unknown = [name for name in wanted if name not in found]
+    if unknown:
+        raise UsageError(f"participants {unknown} not in {directory} (found {list(found)})")
+    arrays = {name: load(found[name][0], found[name][1], **kwargs) for name in wanted}
+    check_consistent({str(found[name][0]): arrays[name] for name in wanted})
+    return arrays
