@@ -1,0 +1,274 @@
+"""Time-resolved RSA: MEG RDMs per time point against model RDMs of each image condition.
+
+The RDM computation lives in :mod:`figureground.analysis.rdm_calc` and the comparisons in
+:mod:`figureground.analysis.rdm_compare`; both are re-exported here. Results are tidy
+DataFrames that carry their descriptors (participant, condition, time, metric, method,
+level), and RDMs convert to and from rsatoolbox's ``RDMs`` objects.
+
+Levels: ``image`` uses one pattern per image; ``concept`` averages MEG responses and model
+features over the images of each concept (the MEG data's ``concept`` coordinate) before the
+RDMs. The partial RSA takes the no-background model given the no-foreground model and vice
+versa (each residualised on the other), so each row says what one variant explains that the
+other does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from figureground import logs
+from figureground.analysis.rdm_calc import (
+    ALL_METRICS,
+    compute_rdms,
+    iter_rdm_batches,
+    noise_covariance,
+    noise_precision,
+)
+from figureground.analysis.rdm_compare import METHODS, compare_rdms
+from figureground.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = [
+    "ALL_METRICS",
+    "METHODS",
+    "compare_rdms",
+    "compute_rdms",
+    "from_rsatoolbox",
+    "iter_rdm_batches",
+    "noise_covariance",
+    "noise_precision",
+    "rsa_timecourse",
+    "to_rsatoolbox",
+]
+
+log = logs.get_logger(__name__)
+LEVELS = ("image", "concept")
+PARTIAL_PAIRS = (("no_background", "no_foreground"), ("no_foreground", "no_background"))
+
+
+def to_rsatoolbox(
+    rdms: np.ndarray,
+    descriptors: Mapping[str, Any] | None = None,
+    *,
+    dissimilarity_measure: str | None = None,
+    rdm_descriptors: Mapping[str, Any] | None = None,
+    pattern_descriptors: Mapping[str, Any] | None = None,
+) -> Any:
+    """Condensed RDMs (pairs,) or (n_rdm, pairs) as an ``rsatoolbox.rdm.RDMs`` object."""
+    from rsatoolbox.rdm import RDMs
+
+    vectors = np.atleast_2d(np.asarray(rdms))
+    return RDMs(
+        vectors,
+        dissimilarity_measure=dissimilarity_measure,
+        descriptors=dict(descriptors or {}),
+        rdm_descriptors={k: list(v) for k, v in (rdm_descriptors or {}).items()},
+        pattern_descriptors={k: list(v) for k, v in (pattern_descriptors or {}).items()},
+    )
+
+
+def from_rsatoolbox(rdms: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """Condensed vectors (n_rdm, pairs) and the descriptors of an rsatoolbox ``RDMs``.
+
+    Returns
+    -------
+    vectors : ndarray (n_rdm, pairs)
+    info : dict with ``descriptors``, ``rdm_descriptors``, ``pattern_descriptors`` and
+        ``dissimilarity_measure``
+    """
+    return np.asarray(rdms.get_vectors()), {
+        "descriptors": dict(rdms.descriptors),
+        "rdm_descriptors": dict(rdms.rdm_descriptors),
+        "pattern_descriptors": dict(rdms.pattern_descriptors),
+        "dissimilarity_measure": rdms.dissimilarity_measure,
+    }
+
+
+def _common_ids(meg: xr.DataArray, model_features: Mapping[str, xr.DataArray]) -> list[str]:
+    """Image ids present in the MEG data and in every condition, in MEG order."""
+    meg_ids = [str(i) for i in meg["image"].values]
+    common = set(meg_ids)
+    for arr in model_features.values():
+        common &= {str(i) for i in arr["image"].values}
+    ids = [i for i in meg_ids if i in common]
+    first = next(iter(model_features.values()))
+    log.info(
+        "RSA: %d of %d MEG images have features in all %d conditions",
+        len(ids),
+        len(meg_ids),
+        len(model_features),
+    )
+    if len(ids) < 3:
+        raise DataError(
+            f"RSA needs at least 3 images in both the MEG data (e.g. "
+            f"{meg_ids[:3]}) and every condition's features (e.g. "
+            f"{[str(i) for i in first['image'].values[:3]]}); {len(ids)} matched"
+        )
+    return ids
+
+
+def _group_mean(values: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of rows of ``values`` per group label; groups in sorted order."""
+    labels, index = np.unique(groups, return_inverse=True)
+    sums = np.zeros((labels.size, *values.shape[1:]), dtype=np.float64)
+    np.add.at(sums, index, values)
+    counts = np.bincount(index).reshape(-1, *([1] * (values.ndim - 1)))
+    return (sums / counts).astype(values.dtype, copy=False), labels
+
+
+def _patterns(
+    meg: xr.DataArray, model_features: Mapping[str, xr.DataArray], ids: list[str], level: str
+) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
+    """MEG patterns (n, channel, time) and flattened model patterns (n, features)."""
+    meg_values = meg.sel(image=ids).transpose("image", "channel", "time").values
+    models = {
+        name: arr.sel(image=ids).values.reshape(len(ids), -1)
+        for name, arr in model_features.items()
+    }
+    if level == "image":
+        return meg_values, models, len(ids)
+    if "concept" not in meg.coords:
+        raise UsageError(
+            "level='concept' needs a 'concept' coordinate along 'image' in the MEG data"
+        )
+    concepts = np.asarray(meg["concept"].sel(image=ids).values).astype(str)
+    meg_values, labels = _group_mean(meg_values, concepts)
+    models = {name: _group_mean(values, concepts)[0] for name, values in models.items()}
+    return meg_values, models, labels.size
+
+
+def _partial_method(method: str) -> str:
+    """Partial counterpart of a comparison method (rank-based stays rank-based)."""
+    rank_based = method in ("spearman", "kendall_tau_a") or method.endswith("spearman")
+    return "partial_spearman" if rank_based else "partial_pearson"
+
+
+def rsa_timecourse(
+    meg: xr.DataArray,
+    model_features: Mapping[str, xr.DataArray],
+    *,
+    metric: str = "correlation",
+    model_metric: str = "correlation",
+    method: str = "spearman",
+    level: str = "image",
+    partial: bool = True,
+    participant: str | None = None,
+    batch_size: int = 16,
+    backend: str = "numpy",
+    device: str | None = None,
+    n_jobs: int = 1,
+) -> pd.DataFrame:
+    """Time-resolved RSA of one participant's MEG against each condition's model RDM.
+
+    Parameters
+    ----------
+    meg : DataArray, dims (image, channel, time)
+        Responses with image ids as coordinate (and ``concept`` for the concept level).
+    model_features : mapping condition -> DataArray (image, ...)
+        Model activations per image condition (``original``, ``no_background``,
+        ``no_foreground``); flattened per image. Images are matched by id (inner join over
+        all conditions).
+    metric, model_metric : str
+        RDM metrics for the MEG (per time point) and the model patterns.
+    method : str
+        Comparison method (:data:`METHODS`).
+    level : str
+        ``image`` or ``concept``.
+    partial : bool
+        Add the partial RSA of no_background given no_foreground and vice versa (when both
+        conditions are present), with ``method`` ``partial_spearman`` for rank-based methods
+        and ``partial_pearson`` otherwise.
+    participant : str, optional
+        Defaults to ``meg.attrs["participant"]``.
+    batch_size, backend, device, n_jobs
+        Time points per batch, RDM backend, its device, ranking threads.
+
+    Returns
+    -------
+    DataFrame with columns ``participant, condition, given, time, value, metric, method,
+    level, model_metric, n_conditions, model, layer`` (``given`` is "" except for partial
+    rows, where it names the condition partialled out).
+    """
+    if level not in LEVELS:
+        raise UsageError(f"level must be one of {LEVELS}; got {level!r}")
+    if method not in METHODS:
+        raise UsageError(f"method must be one of {list(METHODS)}; got {method!r}")
+    if not model_features:
+        raise UsageError("rsa_timecourse needs at least one condition's model features")
+    if meg.ndim != 3 or meg.dims[0] != "image" or set(meg.dims) != {"image", "channel", "time"}:
+        raise UsageError(f"MEG must have dims (image, channel, time); got {meg.dims}")
+    ids = _common_ids(meg, model_features)
+    meg_values, model_values, n_cond = _patterns(meg, model_features, ids, level)
+    conditions = list(model_values)
+    model_rdms = np.stack([compute_rdms(model_values[name], model_metric) for name in conditions])
+    partial_rows = [
+        (a, b) for a, b in PARTIAL_PAIRS if partial and a in model_values and b in model_values
+    ]
+    partial_method = _partial_method(method)
+    times = np.asarray(meg["time"].values, dtype=np.float64)
+    values = np.empty((times.size, len(conditions)))
+    partial_values = np.empty((times.size, len(partial_rows)))
+    batches = iter_rdm_batches(
+        meg_values, metric, batch_size=batch_size, backend=backend, device=device
+    )
+    for time_slice, rdms in logs.progress(batches, total=-(-times.size // batch_size), desc="RSA"):
+        values[time_slice] = compare_rdms(rdms, model_rdms, method, n_jobs=n_jobs)
+        for col, (target, given) in enumerate(partial_rows):
+            pair = np.stack(
+                [model_rdms[conditions.index(target)], model_rdms[conditions.index(given)]]
+            )
+            partial_values[time_slice, col] = compare_rdms(
+                rdms, pair, partial_method, n_jobs=n_jobs
+            )[:, 0]
+    first = next(iter(model_features.values()))
+    common = {
+        "participant": str(
+            participant if participant is not None else meg.attrs.get("participant", "")
+        ),
+        "metric": metric,
+        "level": level,
+        "model_metric": model_metric,
+        "n_conditions": n_cond,
+        "model": str(first.attrs.get("model", "")),
+        "layer": str(first.attrs.get("layer", first.name or "")),
+    }
+    tables = [
+        pd.DataFrame(
+            {"condition": name, "given": "", "time": times, "value": values[:, k], "method": method}
+        )
+        for k, name in enumerate(conditions)
+    ]
+    tables += [
+        pd.DataFrame(
+            {
+                "condition": target,
+                "given": given,
+                "time": times,
+                "value": partial_values[:, k],
+                "method": partial_method,
+            }
+        )
+        for k, (target, given) in enumerate(partial_rows)
+    ]
+    table = pd.concat(tables, ignore_index=True).assign(**common)
+    columns = [
+        "participant",
+        "condition",
+        "given",
+        "time",
+        "value",
+        "metric",
+        "method",
+        "level",
+        "model_metric",
+        "n_conditions",
+        "model",
+        "layer",
+    ]
+    return table[columns]
