@@ -78,12 +78,12 @@ class Preprocessing:
         """uint8 tensor (3, H, W) on any device -> normalised float32 (3, crop, crop)."""
         import torch
         from torchvision.transforms import InterpolationMode
-        from torchvision.transforms.v2 import functional as tvf
+        from torchvision.transforms import functional as tvf
 
         mode = InterpolationMode(self.interpolation)
         tensor = tvf.resize(tensor, [self.resize], interpolation=mode, antialias=True)
         tensor = tvf.center_crop(tensor, [self.crop, self.crop])
-        tensor = tvf.to_dtype(tensor, torch.float32, scale=True)
+        tensor = tvf.convert_image_dtype(tensor, torch.float32)
         return tvf.normalize(tensor, list(self.mean), list(self.std))
 
 
