@@ -1,0 +1,226 @@
+"""make_variants and the ``figureground variants`` command: outputs, resume, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from figureground import cli
+from figureground.stimuli import build_manifest
+from figureground.variants import make_variants, variant_path
+from figureground.variants.compose import decode_png
+
+SIZE = 96
+
+
+def scene(seed: int, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth background with a textured ellipse at a seed-dependent place; its mask."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    phase = rng.uniform(0, 6)
+    background = np.stack(
+        [90 + 40 * np.sin(xx / 9 + phase), 140 + 30 * np.cos(yy / 7), 70 + 0.4 * xx], axis=-1
+    )
+    objects = np.stack([230 - 0.5 * yy, 30 + 25 * np.sin(xx / 3), 190 + 0 * xx], axis=-1)
+    mask = np.zeros((size, size), np.uint8)
+    centre = (size // 2 + int(rng.integers(-6, 7)), size // 2 + int(rng.integers(-6, 7)))
+    cv2.ellipse(mask, centre, (size // 4, size // 3), 0, 0, 360, 255, -1)
+    image = np.where(mask[..., None] > 0, objects, background)
+    return np.clip(image + rng.normal(0, 2, image.shape), 0, 255).astype(np.uint8), mask
+
+
+def things_folder(root: Path, concepts: int = 2, exemplars: int = 2, corrupt: bool = False) -> Path:
+    """A THINGS-layout folder of PNG scenes, their masks in ``root/masks``; optionally one
+    image whose header is fine but whose data is cut off."""
+    masks = root / "masks"
+    masks.mkdir(parents=True)
+    seed = 0
+    for c in range(concepts):
+        concept = f"thing{c}"
+        folder = root / "object_images" / concept
+        folder.mkdir(parents=True)
+        for e in range(1, exemplars + 1):
+            image, mask = scene(seed)
+            seed += 1
+            stem = f"{concept}_{e:02d}b"
+            cv2.imwrite(str(folder / f"{stem}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(masks / f"{stem}.png"), mask)
+    if corrupt:
+        folder = root / "object_images" / "broken"
+        folder.mkdir()
+        _, data = cv2.imencode(".jpg", scene(99)[0])
+        (folder / "broken_01b.jpg").write_bytes(data.tobytes()[:400])
+    return root
+
+
+def output_files(out: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+    }
+
+
+def test_outputs_metrics_and_rerun_skips(tmp_path: Path) -> None:
+    root = things_folder(tmp_path / "src", corrupt=True)
+    out = tmp_path / "out"
+    table = make_variants(root, out, segmenter=f"masks:{root / 'masks'}", dilate=3)
+    assert table["status"].tolist().count("ok") == 4
+    broken = table.set_index("image_id").loc["broken_01b"]
+    assert broken["status"] == "failed" and "\n" not in broken["error"] and broken["error"]
+    assert not variant_path(out, broken["path"], "mask").exists()
+    for row in table[table["status"] == "ok"].itertuples():
+        mask = cv2.imread(str(root / "masks" / f"{row.image_id}.png"), cv2.IMREAD_GRAYSCALE)
+        saved = decode_png(variant_path(out, row.path, "mask").read_bytes())
+        np.testing.assert_array_equal(saved, mask)
+        assert row.fg_fraction == pytest.approx((mask > 0).mean(), abs=1e-6)
+        assert row.mask_confidence == 1.0 and not row.little_background
+        ys, xs = np.nonzero(mask)
+        assert row.bbox == f"{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}"
+        original = cv2.cvtColor(cv2.imread(str(root / row.path)), cv2.COLOR_BGR2RGB)
+        no_bg = decode_png(variant_path(out, row.path, "no_background").read_bytes())
+        assert (no_bg[mask == 0] == 255).all()
+        np.testing.assert_array_equal(no_bg[mask > 0], original[mask > 0])
+    written = pd.read_csv(out / "variants.csv", keep_default_na=False)
+    for column in (
+        "image_id",
+        "path",
+        "sha256",
+        "status",
+        "error",
+        "fg_fraction",
+        "mask_confidence",
+        "bbox",
+        "little_background",
+        "segmenter",
+        "threshold",
+        "dilate",
+        "inpaint",
+        "inpaint_radius",
+        "fill",
+        "params_hash",
+    ):
+        assert column in written.columns
+    assert written["dilate"].eq(3).all() and written["fill"].eq("255,255,255").all()
+    meta = json.loads((out / "variants.json").read_text())
+    assert meta["source_root"] == str(root.resolve())
+    assert meta["params"]["dilate"] == 3 and meta["provenance"]["n_failed"] == 1
+    assert meta["provenance"]["segmenter"]["kind"] == "masks"
+
+    before = output_files(out)
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    again = make_variants(root, out, segmenter=f"masks:{root / 'masks'}", dilate=3)
+    assert output_files(out) == before  # same bytes, CSV included
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == mtimes  # nothing redone
+    pd.testing.assert_frame_equal(again, table)
+    make_variants(root, out, segmenter=f"masks:{root / 'masks'}", dilate=6)
+    changed = [
+        k for k in before if k.startswith("no_foreground/") and before[k] != (out / k).read_bytes()
+    ]
+    assert len(changed) == 4  # a new parameter remakes every image
+
+
+def test_failed_manifest_rows_stay_failed(tmp_path: Path) -> None:
+    root = things_folder(tmp_path / "src", concepts=1)
+    manifest = build_manifest(root)
+    manifest.loc[0, ["status", "error"]] = ["failed", "file not found"]
+    table = make_variants(root, tmp_path / "out", manifest=manifest, segmenter="grabcut")
+    assert table["status"].tolist() == ["failed", "ok"]
+    assert table.loc[0, "error"] == "file not found"
+
+
+def test_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = things_folder(tmp_path / "good", concepts=1)
+    assert (
+        cli.main(
+            [
+                "-q",
+                "variants",
+                str(good),
+                "--out",
+                str(tmp_path / "o1"),
+                "--segmenter",
+                "grabcut",
+                "--inpaint",
+                "ns",
+            ]
+        )
+        == 0
+    )
+    assert "2 of 2 images ok" in capsys.readouterr().out
+    bad = things_folder(tmp_path / "bad", concepts=1, corrupt=True)
+    assert (
+        cli.main(
+            ["-q", "variants", str(bad), "--out", str(tmp_path / "o2"), "--segmenter", "grabcut"]
+        )
+        == 3
+    )
+    assert "2 of 3 images ok" in capsys.readouterr().out
+    for args in (["--segmenter", "nosuch"], ["--workers", "0"], ["--dilate", "-1"]):
+        assert cli.main(["-q", "variants", str(good), "--out", str(tmp_path / "o3"), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("figureground variants: error:") and err.count("\n") == 1
+    assert (
+        cli.main(
+            [
+                "-q",
+                "variants",
+                str(tmp_path / "absent"),
+                "--out",
+                str(tmp_path / "o4"),
+                "--segmenter",
+                "grabcut",
+            ]
+        )
+        == 2
+    )
+    with pytest.raises(SystemExit) as info:
+        cli.main(["variants", str(good), "--out", str(tmp_path / "o5"), "--fill", "1,2"])
+    assert info.value.code == 2
+
+
+def test_kill_and_resume_gives_identical_files(tmp_path: Path) -> None:
+    root = things_folder(tmp_path / "src", concepts=6, exemplars=4)
+    args = ["variants", str(root), "--segmenter", "grabcut"]
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "figureground", "-q", *args, "--out", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    # Kill while the third image is being written: two images done, one half-done.
+    while len(list((killed / "no_background").rglob("*.png"))) < 3 and proc.poll() is None:
+        assert time.monotonic() < deadline, "no output appeared"
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "variants.csv").exists()
+    done_before = len(list((killed / "records").rglob("*.json")))
+    assert 0 < done_before < 24
+    assert cli.main(["-q", *args, "--out", str(killed)]) == 0
+    fresh = tmp_path / "fresh"
+    assert cli.main(["-q", *args, "--out", str(fresh)]) == 0
+    resumed_files, fresh_files = output_files(killed), output_files(fresh)
+    assert sorted(resumed_files) == sorted(fresh_files)
+    assert len(fresh_files) == 24 * 4 + 2  # three images + one record each, CSV, JSON
+    assert resumed_files == fresh_files
+
+
+def test_worker_processes_give_the_same_files(tmp_path: Path) -> None:
+    root = things_folder(tmp_path / "src", concepts=2, exemplars=2)
+    make_variants(root, tmp_path / "one", segmenter="grabcut", workers=1)
+    table = make_variants(root, tmp_path / "two", segmenter="grabcut", workers=2)
+    assert (table["status"] == "ok").all()
+    assert output_files(tmp_path / "one") == output_files(tmp_path / "two")
