@@ -17,6 +17,8 @@ Assumptions, stated once:
   it is silenced and the explicit ``max_pixels`` check decides (turning it into an error
   would cap images at PIL's warning threshold whatever ``max_pixels`` says); PIL's
   ``DecompressionBombError`` becomes an :class:`ImageLoadError` like any other bad file.
+  (``warnings.catch_warnings`` is process-wide in Python 3.11: with several threads loading
+  at once the filter may stay installed afterwards, which only silences that one warning.)
 """
 
 from __future__ import annotations
