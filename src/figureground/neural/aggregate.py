@@ -100,6 +100,17 @@ def _check_finite(block: np.ndarray, trials: np.ndarray, source: TrialSource) ->
         )
 
 
+def _as_slice(indices: np.ndarray) -> slice | np.ndarray:
+    """A slice equal to evenly spaced ``indices`` (a view instead of a copy), else the indices."""
+    if len(indices) > 1:
+        steps = np.diff(indices)
+        if (steps == steps[0]).all() and steps[0] > 0:
+            return slice(int(indices[0]), int(indices[-1]) + 1, int(steps[0]))
+    elif len(indices) == 1:
+        return slice(int(indices[0]), int(indices[0]) + 1)
+    return indices
+
+
 def average_groups(
     source: TrialSource,
     trials: np.ndarray,
@@ -118,8 +129,9 @@ def average_groups(
     groups : output row of each of ``trials`` (0 .. n_groups-1).
     Returns
     -------
-    float32 array (n_groups, len(channels), len(samples)); groups seen once are copied, groups
-    seen more than once are summed in float64 and divided, so results equal a float64 mean.
+    float32 array (n_groups, len(channels), len(samples)). Epochs are taken as float32 (the
+    precision of the files); groups seen once are copied, groups seen more than once are summed
+    in float64 and divided, so results equal a float64 mean of the float32 samples.
     """
     order = np.argsort(trials, kind="stable")
     trials, groups = np.asarray(trials)[order], np.asarray(groups)[order]
@@ -127,6 +139,7 @@ def average_groups(
     if (counts == 0).any():
         raise DataError(f"{source.name}: {int((counts == 0).sum())} output rows have no epoch")
     shape = (len(channels), len(samples))
+    window = _as_slice(samples)
     out = np.empty((n_groups, *shape), dtype=np.float32)
     repeated = np.flatnonzero(counts > 1)
     slot = np.full(n_groups, -1)
@@ -141,7 +154,7 @@ def average_groups(
                 f"{source.name}: read {block.shape} for {len(idx)} epochs, expected "
                 f"({len(idx)}, {len(channels)}, {len(source.times)})"
             )
-        block = block[:, :, samples]
+        block = np.asarray(block[:, :, window], dtype=np.float32)  # exact: files hold float32
         _check_finite(block, idx, source)
         rows = groups[start : start + chunk_size]
         single = slot[rows] < 0

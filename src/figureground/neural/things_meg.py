@@ -53,7 +53,10 @@ def epochs_source(epochs, name: str) -> TrialSource:
     """A chunked reader over non-preloaded MNE ``epochs``."""
 
     def read(indices: np.ndarray, channels: np.ndarray) -> np.ndarray:
-        return epochs.get_data(item=indices, picks=channels, verbose="error")
+        every = len(channels) == len(epochs.ch_names) and np.array_equal(
+            channels, np.arange(len(channels))
+        )  # picks=None spares MNE a copy of the whole chunk
+        return epochs.get_data(item=indices, picks=None if every else channels, verbose="error")
 
     lowpass = epochs.info.get("lowpass")
     return TrialSource(
