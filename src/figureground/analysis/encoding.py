@@ -223,8 +223,8 @@ def fit_predict(
     dtype = settings.dtype
     Xs_train = [r[0].astype(dtype) for r in reduced]
     Xs_test = [r[1].astype(dtype) for r in reduced]
-    y_mean = Y_train.mean(axis=0)
-    Y_centred = (Y_train - y_mean).astype(dtype)
+    y_mean = Y_train.mean(axis=0, dtype=np.float64)
+    Y_centred = np.asarray(Y_train, dtype=dtype) - y_mean.astype(dtype)
     cv = _train_folds(len(Y_train), groups_train, settings.inner_splits, seed)
     alphas = np.asarray(settings.alphas, dtype=dtype)
     if len(Xs_train) == 1:
@@ -276,9 +276,9 @@ def r2_columns(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         return np.where(total > 0, 1.0 - residual / total, np.nan)
 
 
-def _targets(meg: xr.DataArray) -> np.ndarray:
-    """MEG (image, channel, time) as Y (images, channels * times), float64."""
-    values = np.asarray(meg.values, dtype=np.float64)
+def _targets(meg: xr.DataArray, dtype: str) -> np.ndarray:
+    """MEG (image, channel, time) as Y (images, channels * times) in ``dtype``."""
+    values = np.asarray(meg.values, dtype=dtype)
     if not np.isfinite(values).all():
         raise DataError("MEG array contains NaN or infinite values")
     return values.reshape(values.shape[0], -1)
@@ -314,7 +314,7 @@ def encode(
     (time, channel) map. Attributes describe the fit.
     """
     meg, (X,) = align(meg, features)
-    Y = _targets(meg)
+    Y = _targets(meg, settings.dtype)
     groups = _groups(meg)
     splits = outer_splits(meg, n_splits, seed)
     n_channels, n_times = meg.sizes["channel"], meg.sizes["time"]
@@ -397,7 +397,7 @@ def variance_partition(
     Tidy DataFrame with columns time, component, value, metric ("r2_cv") and ``descriptors``.
     """
     meg, (X_fg, X_bg) = align(meg, foreground, background)
-    Y = _targets(meg)
+    Y = _targets(meg, settings.dtype)
     groups = _groups(meg)
     splits = outer_splits(meg, n_splits, seed)
     n_channels, n_times = meg.sizes["channel"], meg.sizes["time"]
