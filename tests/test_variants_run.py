@@ -17,7 +17,7 @@ import pytest
 
 from figureground import cli
 from figureground.stimuli import build_manifest
-from figureground.variants import make_variants, variant_path
+from figureground.variants import make_variants, modelfiles, variant_path
 from figureground.variants.compose import decode_png
 
 SIZE = 96
@@ -224,3 +224,67 @@ def test_worker_processes_give_the_same_files(tmp_path: Path) -> None:
     table = make_variants(root, tmp_path / "two", segmenter="grabcut", workers=2)
     assert (table["status"] == "ok").all()
     assert output_files(tmp_path / "one") == output_files(tmp_path / "two")
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's demo stimuli (composites with exact ground-truth masks)."""
+    demo = pytest.importorskip("figureground.demo_stimuli")
+    return Path(demo.make_demo_stimuli(tmp_path_factory.mktemp("demo")))
+
+
+def check_composites(
+    root: Path, out: Path, table: pd.DataFrame, min_iou: float, min_far_clean: float
+) -> None:
+    """Mask IoU against ground truth and the no-background / no-foreground guarantees."""
+    from scipy import ndimage
+
+    from figureground.stimuli import load_rgb
+
+    assert (table["status"] == "ok").all()
+    for row in table.itertuples():
+        truth = cv2.imread(str(root / "ground_truth" / f"{row.image_id}.png"), 0) > 127
+        alpha8 = decode_png(variant_path(out, row.path, "mask").read_bytes())
+        predicted = alpha8 > 127
+        assert (predicted & truth).sum() / (predicted | truth).sum() > min_iou, row.image_id
+        original = load_rgb(root / row.path)
+        no_bg = decode_png(variant_path(out, row.path, "no_background").read_bytes())
+        no_fg = decode_png(variant_path(out, row.path, "no_foreground").read_bytes())
+        assert (no_bg[alpha8 == 0] == 255).all()  # exactly white wherever alpha is 0
+        far = ndimage.distance_transform_edt(~truth) > 10  # well away from the true object
+        assert (no_bg[far] == 255).all(axis=-1).mean() > min_far_clean, row.image_id
+        outside = ndimage.distance_transform_edt(alpha8 <= 127) > 5 + 1  # beyond the dilation
+        np.testing.assert_array_equal(no_fg[outside], original[outside])
+        diff = np.abs(no_fg[truth].astype(int) - original[truth]).mean()
+        assert diff > 10, row.image_id  # the object region was filled
+
+
+def composites(root: Path, per_shape: int) -> pd.DataFrame:
+    manifest = build_manifest(root)
+    truth_ids = {p.stem for p in (root / "ground_truth").glob("*.png")}
+    chosen = manifest[manifest["image_id"].isin(truth_ids)]
+    return chosen.groupby("concept").head(per_shape).reset_index(drop=True)
+
+
+def test_grabcut_on_demo_composites(demo_root: Path, tmp_path: Path) -> None:
+    manifest = composites(demo_root, per_shape=2)
+    table = make_variants(demo_root, tmp_path, manifest=manifest, segmenter="grabcut")
+    # Measured IoU 0.95-0.999 on the first two ball and horse composites (one composite with a
+    # salient motorbike behind the horse gets 0.34 and is not among them); far-from-object
+    # pixels all white.
+    check_composites(demo_root, tmp_path, table, min_iou=0.9, min_far_clean=0.99)
+
+
+@pytest.mark.network_model
+@pytest.mark.skipif(
+    not modelfiles.isnet_model_path().is_file(),
+    reason="ISNet model absent: run `figureground fetch-models isnet` (make test does)",
+)
+def test_isnet_on_demo_composites(demo_root: Path, tmp_path: Path) -> None:
+    manifest = composites(demo_root, per_shape=1)
+    table = make_variants(demo_root, tmp_path, manifest=manifest, segmenter="isnet")
+    meta = json.loads((tmp_path / "variants.json").read_text())
+    assert meta["provenance"]["segmenter"]["model_sha256"] == modelfiles.ISNET_SHA256
+    # Measured IoU 0.999 (ball_01b) and 0.997 (horse_01b); ISNet leaves faint alpha (<= 37/255)
+    # on 12 % of the horse image's far background, hence 0.85 for the exactly-white share.
+    check_composites(demo_root, tmp_path, table, min_iou=0.95, min_far_clean=0.85)
