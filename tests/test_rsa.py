@@ -202,3 +202,20 @@ def test_rsa_timecourse_concept_level_and_join() -> None:
         rsa_timecourse(
             meg, {"original": feats["original"].assign_coords(image=[f"x{i}" for i in range(20)])}
         )
+
+
+@pytest.mark.gpu
+def test_torch_cuda_backend_equals_numpy() -> None:
+    X = np.random.default_rng(3).normal(size=(300, 40, 6)).astype(np.float32)
+    for metric in ("correlation", "euclidean", "cosine"):
+        np.testing.assert_allclose(
+            compute_rdms(X, metric, backend="torch", device="cuda"),
+            compute_rdms(X, metric),
+            atol=1e-4,
+        )
+    folds = X[:120].reshape(4, 30, 40, 6)
+    np.testing.assert_allclose(
+        compute_rdms(folds, "crossnobis", noise="shrinkage_diag", backend="torch", device="cuda"),
+        compute_rdms(folds, "crossnobis", noise="shrinkage_diag"),
+        atol=1e-4,
+    )

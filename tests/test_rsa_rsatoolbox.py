@@ -96,6 +96,8 @@ def test_crossnobis_time_resolved_matches_movie_per_time_point() -> None:
     rng = np.random.default_rng(3)
     folds = rng.normal(size=(3, 8, 5, 4))
     ours = compute_rdms(folds, "crossnobis", batch_size=3)
+    torch_cpu = compute_rdms(folds, "crossnobis", backend="torch", device="cpu")
+    np.testing.assert_allclose(torch_cpu, ours, atol=1e-10)
     assert ours.shape == (4, 28)
     for t in range(4):
         rows = folds[..., t].reshape(-1, 5)
