@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "report",
     "demo",
     "validate",
+    "synth",
 )
 
 EXIT_OK, EXIT_USAGE, EXIT_PARTIAL = 0, 2, 3

@@ -1,0 +1,435 @@
+"""THINGS-size synthetic inputs: a stimulus manifest, pooled features and THINGS-MEG epochs.
+
+``make_synth(out, fraction=1.0)`` writes, for ``fraction`` of the THINGS-MEG sizes (1,854
+concepts x 12 exemplars, 200 test images shown 12 times, 200 catch trials per session, 12
+sessions: 27,048 epochs x 271 sensors x 281 samples per participant)::
+
+    OUT/stimuli/manifest.csv               manifest columns (no image files: sha256 = sha256
+                                           of the image id, width = height = 500)
+    OUT/features.zarr                      feature store (original, no_background,
+                                           no_foreground), pooled layer (image, channel)
+    OUT/meg/preprocessed_P{n}-epo.fif      THINGS-MEG format, MNE split parts
+    OUT/meg/preprocessed_P{n}-epo-{k}.fif
+    OUT/meg/sample_attributes_P{n}.csv
+    OUT/synth.json                         parameters, sizes, provenance (written last)
+
+How the epochs are written without holding them in memory: MNE cannot append to a FIF file,
+and a FIF tag's size is a 32-bit integer, so MNE itself splits epochs files into parts that
+each hold one data tag (``Epochs.save(split_size=...)``), linked by "next file" references
+that ``mne.read_epochs`` follows. We write those parts one at a time with MNE's own part
+writer (``mne.epochs._save_split``, a private function: pinned MNE 1.13), each from an
+``EpochsArray`` of ``part_epochs`` epochs carrying the whole file's ``event_id``,
+``drop_log`` and its own ``selection``. Peak memory is about one part in float64 (about
+2 GiB at the default 3,500 epochs), whatever the file's total size (8.2 GB at full size).
+The data are drawn per block of :data:`BLOCK` epochs from a generator seeded by
+``(seed, participant, block)``, so they do not depend on the part size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from figureground import logs, provenance
+from figureground.errors import UsageError
+from figureground.fsutil import atomic_write_json, params_hash, sha256_bytes
+
+log = logs.get_logger(__name__)
+
+BLOCK = 64  # epochs per random-number block (data independent of the part size)
+SFREQ, TMIN, N_SAMPLES, N_CHANNELS = 200.0, -0.1, 281, 271
+UNIT_T = 1e-13  # noise standard deviation in tesla
+VARIANTS = ("original", "no_background", "no_foreground")
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthSize:
+    """Sizes of one synthetic THINGS-MEG data set (defaults: the real ones)."""
+
+    concepts: int = 1854
+    exemplars: int = 12
+    test_images: int = 200
+    sessions: int = 12
+    catch_per_session: int = 200
+    channels: int = N_CHANNELS
+
+    @classmethod
+    def scaled(cls, fraction: float) -> SynthSize:
+        """Concepts, test images and catch trials scaled by ``fraction`` (at least 2 each)."""
+        if not 0 < fraction <= 1:
+            raise UsageError(f"--fraction {fraction}: expected a number in (0, 1]")
+        full = cls()
+        return cls(
+            concepts=max(2, round(full.concepts * fraction)),
+            test_images=max(2, round(full.test_images * fraction)),
+            catch_per_session=max(1, round(full.catch_per_session * fraction)),
+        )
+
+    @property
+    def exp_images(self) -> int:
+        """Experiment images (each shown once)."""
+        return self.concepts * self.exemplars
+
+    @property
+    def epochs(self) -> int:
+        """Epochs per participant."""
+        return self.exp_images + self.sessions * (self.test_images + self.catch_per_session)
+
+    @property
+    def epochs_bytes(self) -> int:
+        """Size of one participant's epochs data on disk (float32)."""
+        return self.epochs * self.channels * N_SAMPLES * 4
+
+
+# ------------------------------------------------------------------------------ manifest
+
+
+def synth_manifest(size: SynthSize) -> pd.DataFrame:
+    """A THINGS-layout manifest: exp, test and catch images (no files behind it)."""
+    width = len(str(size.concepts))
+    concepts = [f"concept{c:0{width}d}" for c in range(1, size.concepts + 1)]
+    rows = []
+    for concept in concepts:
+        for exemplar in range(1, size.exemplars + 1):
+            image_id = f"{concept}_{exemplar:02d}s"
+            rows.append(
+                (image_id, concept, exemplar, f"images_meg/{concept}/{image_id}.jpg", "exp")
+            )
+    step = max(1, size.concepts // size.test_images)
+    for k in range(size.test_images):
+        concept = concepts[(k * step) % size.concepts]
+        image_id = f"{concept}_{size.exemplars + 1 + k // size.concepts:02d}t"
+        rows.append((image_id, concept, pd.NA, f"images_test_meg/{image_id}.jpg", "test"))
+    for k in range(size.catch_per_session):
+        image_id = f"catch{k + 1:03d}"
+        rows.append((image_id, "catch", pd.NA, f"images_catch_meg/{image_id}.jpg", "catch"))
+    table = pd.DataFrame(rows, columns=["image_id", "concept", "exemplar", "path", "set"])
+    table["exemplar"] = table["exemplar"].astype("Int64")
+    table["sha256"] = [sha256_bytes(i.encode()) for i in table["image_id"]]
+    table["width"] = pd.array([500] * len(table), dtype="Int64")
+    table["height"] = pd.array([500] * len(table), dtype="Int64")
+    table["status"], table["error"] = "ok", ""
+    columns = ["image_id", "concept", "exemplar", "path", "sha256", "width", "height", "set"]
+    return table[[*columns, "status", "error"]]
+
+
+# ------------------------------------------------------------------------------ features
+
+
+def _feature_block(seed: int, start: int, concept_index: np.ndarray, channels: int) -> dict:
+    """Pooled features of a block of images: concept structure, figure and ground parts."""
+    rng = np.random.default_rng([seed, 1, start])
+    concept_rng = [np.random.default_rng([seed, 2, int(c)]) for c in concept_index]
+    concept = np.stack([r.standard_normal(channels) for r in concept_rng])
+    figure = concept + 0.7 * rng.standard_normal((len(concept_index), channels))
+    ground = rng.standard_normal((len(concept_index), channels))
+    values = {
+        "no_background": np.abs(figure),
+        "no_foreground": np.abs(ground + 0.2 * concept),
+        "original": np.abs(0.6 * figure + 0.4 * ground),
+    }
+    return {k: v.astype(np.float32) for k, v in values.items()}
+
+
+def write_synth_features(
+    path: Path,
+    manifest: pd.DataFrame,
+    seed: int,
+    layer: str = "layer2",
+    channels: int = 512,
+    chunk: int = 1024,
+) -> Path:
+    """Feature store of the exp and test images: one pooled ``layer`` (image, channel)."""
+    from figureground.features import store
+
+    images = manifest[manifest["set"].isin(["exp", "test"])]
+    ids, concepts = list(images["image_id"]), list(images["concept"])
+    concept_index = pd.factorize(pd.Series(concepts))[0]
+    attrs = provenance.stamp(
+        stage="features",
+        synthetic=True,
+        model="synthetic",
+        weights="none",
+        layers=[layer],
+        pool="avg",
+        dtype="float32",
+        seed=seed,
+        n_images=len(ids),
+    )
+    store.create_store(path, VARIANTS, ids, concepts, {layer: (channels,)}, "float32", chunk, attrs)
+    writers = {v: store.GroupWriter(path, v, [layer]) for v in VARIANTS}
+    for start in range(0, len(ids), chunk):
+        stop = min(start + chunk, len(ids))
+        block = _feature_block(seed, start, concept_index[start:stop], channels)
+        digests = list(images["sha256"].iloc[start:stop])
+        for variant, writer in writers.items():
+            writer.write(start, {layer: block[variant]}, digests, np.full(stop - start, store.DONE))
+    return path
+
+
+# ------------------------------------------------------------------------------ epochs
+
+
+def trial_table(
+    manifest: pd.DataFrame, size: SynthSize, seed: int, participant: int
+) -> pd.DataFrame:
+    """THINGS-MEG sample attributes, one row per epoch in presentation order."""
+    rng = np.random.default_rng([seed, 3, participant])
+    exp = manifest[manifest["set"] == "exp"].reset_index(drop=True)
+    test = manifest[manifest["set"] == "test"].reset_index(drop=True)
+    catch = manifest[manifest["set"] == "catch"].reset_index(drop=True)
+    category = {c: i + 1 for i, c in enumerate(pd.unique(exp["concept"]))}
+    image_nr = {image_id: i + 1 for i, image_id in enumerate(exp["image_id"])}
+    image_nr.update({image_id: len(exp) + i + 1 for i, image_id in enumerate(test["image_id"])})
+    exp_session = (exp["exemplar"].to_numpy(dtype=int) - 1 + exp.index.to_numpy()) % size.sessions
+    records = []
+    for session in range(size.sessions):
+        trials = (
+            [("exp", row) for row in exp[exp_session == session].itertuples(index=False)]
+            + [("test", row) for row in test.itertuples(index=False)]
+            + [("catch", row) for row in catch.itertuples(index=False)]
+        )
+        order = rng.permutation(len(trials))
+        runs = np.array_split(np.arange(len(trials)), 10)
+        run_of = np.concatenate([np.full(len(r), k + 1) for k, r in enumerate(runs)])
+        for position, pick in enumerate(order):
+            kind, row = trials[pick]
+            real = kind != "catch"
+            number = image_nr[row.image_id] if real else 999999
+            records.append(
+                {
+                    "trial_type": kind,
+                    "image_nr": number,
+                    "category_nr": category.get(row.concept, 999999),
+                    "exemplar_nr": int(row.exemplar) if kind == "exp" else 999999,
+                    "test_image_nr": number - len(exp) if kind == "test" else 999999,
+                    "things_category_nr": category.get(row.concept, 999999),
+                    "things_image_nr": number,
+                    "image_path": row.path,
+                    "session_nr": session + 1,
+                    "run_nr": int(run_of[position]),
+                }
+            )
+    return pd.DataFrame.from_records(records)
+
+
+def _signal_model(
+    features_path: Path, layer: str, seed: int, participant: int, fg_weight: float, bg_weight: float
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Per-image scores (k components), sensor patterns (channels, k), time profiles (k, t)."""
+    import xarray as xr
+
+    from figureground.features.store import quiet_zarr
+
+    rng = np.random.default_rng([seed, 4, participant])
+    k = 4
+    with quiet_zarr():
+        fg = xr.open_zarr(features_path, group="no_background")
+        bg = xr.open_zarr(features_path, group="no_foreground")
+        ids = [str(i) for i in fg["image"].values]
+        mix = fg_weight * fg[layer].values + bg_weight * bg[layer].values
+    projection = rng.standard_normal((mix.shape[1], k)) / np.sqrt(mix.shape[1])
+    scores = (mix - mix.mean(axis=0)) @ projection
+    scores /= scores.std(axis=0, keepdims=True) + 1e-12
+    patterns = rng.standard_normal((N_CHANNELS, k))
+    t = TMIN + np.arange(N_SAMPLES) / SFREQ
+    latency = rng.uniform(0.1, 0.4, k)
+    profiles = np.exp(-((t[None, :] - latency[:, None]) ** 2) / (2 * 0.05**2))
+    return dict(zip(ids, scores, strict=True)), patterns, profiles
+
+
+def _epoch_block(
+    seed: int,
+    participant: int,
+    block: int,
+    scores: np.ndarray,
+    gain: float,
+    patterns: np.ndarray,
+    profiles: np.ndarray,
+) -> np.ndarray:
+    """Data of one block of epochs in tesla, float64 (MNE's in-memory dtype)."""
+    rng = np.random.default_rng([seed, 5, participant, block])
+    noise = rng.standard_normal((len(scores), N_CHANNELS, N_SAMPLES), dtype=np.float32)
+    signal = gain * np.einsum("nk,ck,kt->nct", scores, patterns, profiles, optimize=True)
+    return (noise + signal).astype(np.float64) * UNIT_T
+
+
+def write_synth_epochs(
+    out_dir: Path,
+    participant: int,
+    trials: pd.DataFrame,
+    features_path: Path,
+    seed: int,
+    snr: float = 0.1,
+    fg_weight: float = 1.0,
+    bg_weight: float = 0.0,
+    layer: str = "layer2",
+    part_epochs: int = 3500,
+) -> list[Path]:
+    """``preprocessed_P{participant}-epo.fif`` (+ split parts) and its attributes CSV."""
+    import mne
+    from mne.epochs import _make_split_fnames, _save_split
+
+    from figureground.neural.sensors import things_meg_info
+
+    scores_of, patterns, profiles = _signal_model(
+        features_path, layer, seed, participant, fg_weight, bg_weight
+    )
+    zero = np.zeros(patterns.shape[1])
+    paths = trials["image_path"].astype(str)
+    stems = [p.rsplit("/", 1)[-1].rsplit(".", 1)[0] for p in paths]
+    scores = np.stack([scores_of.get(s, zero) for s in stems])
+    gain = float(np.sqrt(snr))
+    n = len(trials)
+    codes = trials["image_nr"].to_numpy()
+    events = np.column_stack([np.arange(n) * 300 + 1000, np.zeros(n, int), codes]).astype(int)
+    event_id = {str(c): int(c) for c in np.unique(codes)}
+    info = things_meg_info(SFREQ)
+    with info._unlock():
+        info["lowpass"], info["highpass"] = 40.0, 0.1
+    per_part = max(1, part_epochs // BLOCK) * BLOCK  # parts hold whole blocks
+    starts = list(range(0, n, per_part))
+    n_parts = len(starts)
+    target = out_dir / f"preprocessed_P{participant}-epo.fif"
+    names = [Path(p) for p in _make_split_fnames(target, n_parts, "neuromag")]
+    for part, start in enumerate(starts):
+        stop = min(start + per_part, n)
+        data = np.empty((stop - start, N_CHANNELS, N_SAMPLES))
+        for first in range(start, stop, BLOCK):
+            last = min(first + BLOCK, stop)
+            data[first - start : last - start] = _epoch_block(
+                seed, participant, first // BLOCK, scores[first:last], gain, patterns, profiles
+            )
+        epochs = mne.EpochsArray(
+            data,
+            info,
+            events=events[start:stop],
+            tmin=TMIN,
+            event_id={str(c): int(c) for c in np.unique(codes[start:stop])},
+            metadata=trials.iloc[start:stop].reset_index(drop=True),
+            selection=np.arange(start, stop),
+            drop_log=tuple(() if start <= i < stop else ("IGNORED",) for i in range(n)),
+            verbose="error",
+        )
+        del data
+        epochs.event_id = event_id  # every part carries the whole file's event ids
+        _save_split(epochs, names, part, n_parts, "single", True)
+        log.info(
+            "P%d: wrote part %d of %d (%d epochs)", participant, part + 1, n_parts, stop - start
+        )
+        del epochs
+    trials.to_csv(out_dir / f"sample_attributes_P{participant}.csv", index=False)
+    return names
+
+
+# ------------------------------------------------------------------------------ entry
+
+
+def make_synth(
+    out: str | os.PathLike,
+    fraction: float = 1.0,
+    participants: int = 1,
+    seed: int = 0,
+    snr: float = 0.1,
+    fg_weight: float = 1.0,
+    bg_weight: float = 0.0,
+    channels: int = 512,
+    layer: str = "layer2",
+    part_epochs: int = 3500,
+) -> Path:
+    """Write a synthetic THINGS-size data set (see the module docstring) to ``out``.
+
+    Parameters
+    ----------
+    out : output folder; an existing one made with the same parameters is kept as is.
+    fraction : share of the THINGS-MEG sizes, in (0, 1].
+    participants : MEG participants (8.2 GB each at full size).
+    seed : seeds every random draw (recorded).
+    snr, fg_weight, bg_weight : signal power relative to the noise, and how the responses mix
+        the no-background ("figure") and no-foreground ("ground") features.
+    channels, layer : pooled feature width and the layer name in the store.
+    part_epochs : epochs per FIF part (peak memory ~ part_epochs x 0.6 MB).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
+    size = SynthSize.scaled(fraction)
+    if participants < 1 or part_epochs < BLOCK:
+        raise UsageError(
+            f"participants={participants}, part_epochs={part_epochs}: expected >= 1 and >= {BLOCK}"
+        )
+    params = {
+        "fraction": fraction,
+        "participants": participants,
+        "seed": seed,
+        "snr": snr,
+        "fg_weight": fg_weight,
+        "bg_weight": bg_weight,
+        "channels": channels,
+        "layer": layer,
+        "format": FORMAT_VERSION,
+    }
+    key = params_hash(params)
+    out = Path(out)
+    stamp_path = out / "synth.json"
+    if stamp_path.is_file() and json.loads(stamp_path.read_text()).get("params_hash") == key:
+        log.info("%s already holds this synthetic data set", out)
+        return out
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} exists and holds something else; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / f".staging-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    from figureground.stimuli import write_manifest
+
+    log.info(
+        "synthetic THINGS data at fraction %g: %d images, %d epochs x %d participants "
+        "(%.2f GB each)",
+        fraction,
+        size.exp_images,
+        size.epochs,
+        participants,
+        size.epochs_bytes / 1e9,
+    )
+    manifest = synth_manifest(size)
+    (staging / "stimuli").mkdir()
+    write_manifest(manifest, staging / "stimuli" / "manifest.csv")
+    features = write_synth_features(staging / "features.zarr", manifest, seed, layer, channels)
+    (staging / "meg").mkdir()
+    for participant in logs.progress(range(1, participants + 1), participants, "participants"):
+        trials = trial_table(manifest, size, seed, participant)
+        write_synth_epochs(
+            staging / "meg",
+            participant,
+            trials,
+            features,
+            seed,
+            snr,
+            fg_weight,
+            bg_weight,
+            layer,
+            part_epochs,
+        )
+    for name in ("stimuli", "features.zarr", "meg"):
+        os.replace(staging / name, out / name)
+    shutil.rmtree(staging)
+    atomic_write_json(
+        stamp_path,
+        {
+            "params": params,
+            "params_hash": key,
+            "sizes": {**dataclasses.asdict(size), "epochs": size.epochs},
+            "provenance": provenance.stamp(stage="synth", **params),
+        },
+    )
+    return out
