@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -13,6 +14,24 @@ LOGGER_NAME = "figureground"
 _state = {"quiet": False}
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is at the time of the record.
+
+    Keeps logging correct when stderr is replaced (pytest capture, notebooks) after set-up.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # the base class assigns it; always follow sys.stderr
+        pass
+
+
 def setup(quiet: bool = False, verbose: bool = False) -> None:
     """Configure the ``figureground`` logger; ``quiet`` hides info and progress bars."""
     _state["quiet"] = quiet
@@ -20,7 +39,7 @@ def setup(quiet: bool = False, verbose: bool = False) -> None:
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(level)
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _CurrentStderrHandler()
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
         )
