@@ -22,6 +22,7 @@ from figureground import logs, provenance
 from figureground.errors import FigureGroundError, UsageError
 from figureground.features import models, sources, store
 from figureground.fsutil import params_hash, sha256_bytes
+from figureground.scale.dask_run import parse_scheduler
 
 log = logs.get_logger(__name__)
 
@@ -224,6 +225,7 @@ def extract_features(
     crop: int | None = None,
     channels_last: bool = True,
     gpu_decode: str = "auto",
+    scheduler: str = "serial",
 ) -> Path:
     """Embed every image of ``source`` and store the activations of ``layers`` at ``out``.
 
@@ -254,6 +256,9 @@ def extract_features(
         Run convolutions in channels-last memory format.
     gpu_decode : str
         ``auto`` (on CUDA when every file is a JPEG), ``on`` or ``off``.
+    scheduler : str
+        ``serial`` (default), ``local[:N]`` or a Dask scheduler address: chunks go to Dask
+        workers (one network per worker process), which write them to the store by region.
 
     Returns
     -------
@@ -270,6 +275,7 @@ def extract_features(
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; expected fp32, bf16 or fp16")
     pool_fn = pooling(pool)
+    parse_scheduler(scheduler)
     target = torch.device(resolve_device(device))
     feature_source = sources.open_source(source)
     loaded = models.load_model(model, weights, seed=seed, resize=resize, crop=crop)
@@ -317,6 +323,15 @@ def extract_features(
             batch_size,
             attrs,
         )
+    if parse_scheduler(scheduler).distributed:
+        from figureground.scale.tasks import ExtractorSpec, extract_pending
+
+        spec = ExtractorSpec(
+            model, weights, seed, resize, crop, tuple(layers), pool, precision,
+            channels_last, device,
+        )  # fmt: skip
+        log.info("stored %d images", extract_pending(out, feature_source, spec, scheduler))
+        return out
     if channels_last:
         extractor = extractor.to(memory_format=torch.channels_last)
     extractor = extractor.to(target)

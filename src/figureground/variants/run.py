@@ -36,6 +36,7 @@ from figureground.fsutil import (
     params_hash,
     resolve_inside,
 )
+from figureground.scale.dask_run import parse_scheduler
 from figureground.variants.compose import encode_png, no_background, quantize_alpha
 from figureground.variants.inpaint import INPAINT_METHODS, inpaint, object_mask
 from figureground.variants.metrics import mask_metrics
@@ -176,9 +177,14 @@ def _process_in_worker(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_tasks(
-    tasks: list[dict[str, Any]], spec: SegmenterSpec, workers: int
+    tasks: list[dict[str, Any]], spec: SegmenterSpec, workers: int, scheduler: str = "serial"
 ) -> Iterator[dict[str, Any]]:
     if not tasks:
+        return
+    if parse_scheduler(scheduler).distributed:
+        from figureground.scale.tasks import run_variant_tasks
+
+        yield from run_variant_tasks(tasks, spec, scheduler)
         return
     if workers <= 1:
         segmenter = build_segmenter(spec)
@@ -226,6 +232,7 @@ def make_variants(
     little_background_above: float = 0.9,
     workers: int = 1,
     csv_path: str | os.PathLike | None = None,
+    scheduler: str = "serial",
 ) -> pd.DataFrame:
     """Write the variants of every image under ``source_root`` to ``out_dir``.
 
@@ -251,6 +258,9 @@ def make_variants(
         ``fg_fraction`` above which an image is flagged ``little_background``.
     workers
         Worker processes, each with one segmenter session.
+    scheduler
+        ``serial`` (default: ``workers`` decides), ``local[:N]`` or a Dask scheduler address:
+        batches of images go to Dask workers, one segmenter per worker process.
 
     Returns
     -------
@@ -272,6 +282,7 @@ def make_variants(
     params.validate()
     if workers < 1:
         raise UsageError(f"--workers {workers}: expected at least 1")
+    parse_scheduler(scheduler)
     if manifest is None:
         from figureground.stimuli import build_manifest
 
@@ -307,7 +318,7 @@ def make_variants(
         "variants of %d images with %s (%d workers) -> %s", len(tasks), spec.spec, workers, out_dir
     )
     skipped = 0
-    for record in _run_tasks(tasks, spec, workers):
+    for record in _run_tasks(tasks, spec, workers, scheduler):
         records[record["image_id"]] = record
         skipped += bool(record.get("skipped"))
     if skipped:
