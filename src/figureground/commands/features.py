@@ -58,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resize", type=int, default=None, help="override the weights' resize (shorter side)"
     )
     parser.add_argument("--crop", type=int, default=None, help="override the weights' centre crop")
+    parser.add_argument(
+        "--scheduler",
+        default="serial",
+        help="serial (default), local[:N] (a Dask LocalCluster of N processes) or a Dask "
+        "scheduler address such as tcp://host:8786 (see docs/scale.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         resize=args.resize,
         crop=args.crop,
+        scheduler=args.scheduler,
     )
     attrs = store.read_root_attrs(out)
     skipped = list(attrs.get("skipped_failed_images", []))

@@ -75,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="background colour of no-background images, R,G,B (default: white)",
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    parser.add_argument(
+        "--scheduler",
+        default="serial",
+        help="serial (default), local[:N] (a Dask LocalCluster of N processes) or a Dask "
+        "scheduler address such as tcp://host:8786 (see docs/scale.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         fill=args.fill,
         workers=args.workers,
         csv_path=args.csv_path,
+        scheduler=args.scheduler,
     )
     n_failed = int((table["status"] != "ok").sum())
     print(f"variants: {len(table) - n_failed} of {len(table)} images ok -> {args.out}")
