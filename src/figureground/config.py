@@ -110,11 +110,199 @@ class SeedAnalysisConfig:
     seed: int = 0
 
 
+def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+    """Raise a one-line UsageError naming ``key`` when a value is out of range."""
+    if not ok:
+        raise UsageError(f"{key}: {value!r} is out of range; expected {expected}")
+
+
+RDM_METRICS = Literal["correlation", "euclidean", "sqeuclidean", "cosine"]
+
+
+@dataclass(frozen=True)
+class ResponsesConfig:
+    """The part of the recordings that RSA, encoding and the noise ceilings use.
+
+    ``tmin`` / ``tmax`` (seconds, inclusive; None: the whole epoch) and ``decim`` (keep every
+    ``decim``-th sample; THINGS-MEG is low-passed at 40 Hz and sampled at 200 Hz, so
+    ``decim <= 2`` does not alias). Default: every sample of the whole epoch.
+    """
+
+    tmin: float | None = None
+    tmax: float | None = None
+    decim: int = 1
+
+    def __post_init__(self) -> None:
+        _require(self.decim >= 1, "analyses.responses.decim", self.decim, "an integer >= 1")
+        if self.tmin is not None and self.tmax is not None:
+            _require(self.tmin < self.tmax, "analyses.responses.tmin", self.tmin, "< tmax")
+
+
+@dataclass(frozen=True)
+class RsaConfig:
+    """Time-resolved RSA of MEG RDMs against each condition's model RDM.
+
+    Defaults: image and concept levels, correlation distance for MEG and model patterns,
+    Spearman comparison, partial RSA (figure given ground and ground given figure),
+    1000 bootstrap samples over images (95% percentile intervals) and 1000 permutations of
+    the model RDM per participant, seeded with ``seed``. ``batch_size`` is time points per
+    RDM batch (memory).
+    """
+
+    enabled: bool = True
+    levels: tuple[Literal["image", "concept"], ...] = ("image", "concept")
+    metric: RDM_METRICS = "correlation"
+    model_metric: RDM_METRICS = "correlation"
+    method: Literal["spearman", "pearson", "cosine"] = "spearman"
+    partial: bool = True
+    n_boot: int = 1000
+    n_permutations: int = 1000
+    ci: float = 0.95
+    seed: int = 0
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        _require(len(self.levels) >= 1, "analyses.rsa.levels", self.levels, "at least one level")
+        _require(self.n_boot >= 0, "analyses.rsa.n_boot", self.n_boot, ">= 0 (0: no intervals)")
+        _require(
+            self.n_permutations >= 0,
+            "analyses.rsa.n_permutations",
+            self.n_permutations,
+            ">= 0 (0: no permutation test)",
+        )
+        _require(0 < self.ci < 1, "analyses.rsa.ci", self.ci, "a number between 0 and 1")
+        _require(self.batch_size >= 1, "analyses.rsa.batch_size", self.batch_size, ">= 1")
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    """Ridge encoding per sensor and time, and banded-ridge variance partitioning.
+
+    Defaults: 5 outer folds grouped by session, PCA to 100 components fitted on the
+    training images of each fold, penalties 1e-2 .. 1e8 chosen by 5 inner folds, 20
+    random-search iterations over band weights for the banded (figure + ground) model,
+    himalaya's numpy backend, every time point (``time_step`` 1; the fits are per time
+    point, so a larger step only evaluates them on a coarser grid of times).
+    """
+
+    enabled: bool = True
+    variance_partition: bool = True
+    time_step: int = 1
+    n_splits: int = 5
+    n_components: int | None = 100
+    alphas: tuple[float, ...] = tuple(10.0**k for k in range(-2, 9))
+    inner_splits: int = 5
+    n_iter: int = 20
+    backend: Literal["numpy", "torch", "torch_cuda"] = "numpy"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.n_splits >= 2, "analyses.encoding.n_splits", self.n_splits, ">= 2")
+        _require(self.time_step >= 1, "analyses.encoding.time_step", self.time_step, ">= 1")
+        _require(
+            self.inner_splits >= 2, "analyses.encoding.inner_splits", self.inner_splits, ">= 2"
+        )
+        _require(
+            self.n_components is None or self.n_components >= 1,
+            "analyses.encoding.n_components",
+            self.n_components,
+            ">= 1 or null (no PCA)",
+        )
+        _require(
+            len(self.alphas) >= 1 and all(a > 0 for a in self.alphas),
+            "analyses.encoding.alphas",
+            self.alphas,
+            "positive penalties",
+        )
+        _require(self.n_iter >= 1, "analyses.encoding.n_iter", self.n_iter, ">= 1")
+
+
+@dataclass(frozen=True)
+class NoiseCeilingConfig:
+    """Noise ceilings from the test images shown repeatedly.
+
+    ``rsa_groups``: repetitions are split at random into this many groups, one RDM each;
+    None (default) gives one RDM per repetition, the noise level of experiment images seen
+    once. ``n_splits`` random split halves for the encoding reliability; ``ci`` the band's
+    coverage over splits.
+    """
+
+    enabled: bool = True
+    rsa_groups: int | None = None
+    n_splits: int = 100
+    ci: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(
+            self.rsa_groups is None or self.rsa_groups >= 2,
+            "analyses.noise_ceiling.rsa_groups",
+            self.rsa_groups,
+            ">= 2 or null (one per repetition)",
+        )
+        _require(self.n_splits >= 1, "analyses.noise_ceiling.n_splits", self.n_splits, ">= 1")
+        _require(0 < self.ci < 1, "analyses.noise_ceiling.ci", self.ci, "a number in (0, 1)")
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    """Cluster-based sign-flip permutation tests over time, across participants.
+
+    Defaults: 1024 sign flips (the exact test when 2**participants is smaller), cluster-
+    forming threshold from MNE (t at p < 0.05 for the tail), significance level 0.05.
+    """
+
+    n_permutations: int = 1024
+    threshold: float | None = None
+    alpha: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(
+            self.n_permutations >= 1, "analyses.stats.n_permutations", self.n_permutations, ">= 1"
+        )
+        _require(0 < self.alpha < 1, "analyses.stats.alpha", self.alpha, "a number in (0, 1)")
+
+
+@dataclass(frozen=True)
+class StrataConfig:
+    """RSA per stratum of foreground fraction (``with_background`` / ``little_background``).
+
+    ``threshold``: foreground fraction at or above which an image has little background;
+    None (default) takes the variants' ``little_background_above`` (0.9 if absent). Strata
+    run only when both hold at least ``min_images`` images (default 20).
+    """
+
+    enabled: bool = True
+    threshold: float | None = None
+    min_images: int = 20
+
+    def __post_init__(self) -> None:
+        _require(
+            self.threshold is None or 0 < self.threshold <= 1,
+            "analyses.strata.threshold",
+            self.threshold,
+            "a fraction in (0, 1]",
+        )
+        _require(self.min_images >= 3, "analyses.strata.min_images", self.min_images, ">= 3")
+
+
 @dataclass(frozen=True)
 class AnalysesConfig:
-    """Which analyses run."""
+    """Which analyses run, and how.
+
+    ``models``: feature stores to analyse, by store key (``resnet50__IMAGENET1K_V1``) or
+    model name; empty (default) analyses every store.
+    """
 
     seed: SeedAnalysisConfig = SeedAnalysisConfig()
+    responses: ResponsesConfig = ResponsesConfig()
+    rsa: RsaConfig = RsaConfig()
+    encoding: EncodingConfig = EncodingConfig()
+    noise_ceiling: NoiseCeilingConfig = NoiseCeilingConfig()
+    stats: StatsConfig = StatsConfig()
+    strata: StrataConfig = StrataConfig()
+    models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
