@@ -23,6 +23,7 @@ from figureground.analysis.validation import (
     write_feature_store,
 )
 from figureground.cli import main
+from figureground.errors import UsageError
 
 TINY = SweepSettings(snrs=(0.1,), replicates=2, participants=4, n_images=24, sessions=3)
 
@@ -174,3 +175,22 @@ def test_cli_usage_errors_exit_2(tmp_path, capsys, extra):
     assert main(["validate", "--out", str(tmp_path / "v"), *extra]) == 2
     err = capsys.readouterr().err
     assert "error" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_given_feature_store_is_used_for_every_replicate(tmp_path):
+    store = write_feature_store(synthetic_features(24, seed=7, norm_ratio=1.0), tmp_path / "f.zarr")
+    settings = SweepSettings(
+        snrs=(0.1,),
+        replicates=1,
+        n_images=24,
+        sessions=3,
+        conditions=("fg_only",),
+        methods=("rsa",),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        decisions = run_sweep(settings, features=store)
+    assert decisions["features"].tolist() == [str(store.resolve())]
+    assert decisions["decision"].tolist() == ["fg"]
+    with pytest.raises(UsageError, match="not found"):
+        run_sweep(settings, features=tmp_path / "missing.zarr")
