@@ -32,8 +32,8 @@ SEED_CAVEAT = (
     "it equals the embedding's own norm to within a fraction of a percent and differs between "
     "conditions exactly as the norms do. Differences between conditions here therefore say "
     "how large each variant's activations are, not which one the brain follows. "
-    "Use the time-resolved RSA, partial RSA and encoding analyses with noise ceilings and "
-    "permutation statistics (issue [5/7]) to answer that question."
+    "The time-resolved RSA, partial RSA and encoding analyses below, with noise ceilings and "
+    "permutation statistics, are built to answer that question."
 )
 
 
@@ -51,6 +51,153 @@ def _table_html(table: pd.DataFrame, float_format: str = "{:.4g}") -> str:
 
 def _b64(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
+
+
+CLUSTER_NOTE = (
+    "Across participants, each curve is tested against zero (one-sided) and figure minus "
+    "ground two-sided with MNE's cluster-based sign-flip permutation test over time. With P "
+    "participants there are only 2^P sign flips: the smallest attainable p-value is 2/2^P "
+    "(0.5 for 2 participants, 0.125 for the 4 of THINGS-MEG), so with 4 or fewer participants "
+    "no cluster can reach p < 0.05. The clusters are reported anyway (dotted bars in the mean "
+    "panels); the per-participant permutation tests over images (marks under the participant "
+    "curves, corrected over time by the maximum statistic) carry the inference."
+)
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def careful_sections(results_dir: Path, summary: dict[str, Any], fig_dir: Path) -> list[dict]:
+    """Figures and tables of RSA, encoding, variance partitioning, ceilings and clusters.
+
+    Each section is a dict with ``title``, ``figure`` (base64 PNG or ""), ``caption`` and
+    ``tables`` (list of (heading, HTML)); sections whose results are absent are left out.
+    """
+    alpha = summary.get("clusters", {}).get("options", {}).get("alpha", 0.05)
+    rsa = _read_csv(results_dir / "rsa_timecourse.csv")
+    ceiling = _read_csv(results_dir / "noise_ceiling.csv")
+    clusters = _read_csv(results_dir / "clusters.csv")
+    encoding = _read_csv(results_dir / "encoding.csv")
+    partition = _read_csv(results_dir / "variance_partition.csv")
+
+    def records(section: str, key: str) -> pd.DataFrame:
+        return pd.DataFrame(summary.get(section, {}).get(key, []))
+
+    sections = []
+    if rsa is not None and not rsa.empty:
+        fig3 = figures.save_figure(
+            figures.fig_rsa(rsa, ceiling, clusters, alpha), fig_dir / "fig3_rsa"
+        )
+        sections.append(
+            {
+                "title": "Fig. 3 — time-resolved RSA",
+                "figure": _b64(fig3),
+                "caption": "MEG RDMs (per time point) against each condition's model RDM, per "
+                "participant (band: bootstrap interval over images; squares: permutation p < "
+                f"{alpha} corrected over time) and averaged over participants (band: SEM; bars: "
+                "clusters across participants, solid when significant). Grey: noise ceiling "
+                "(participants: from the test images' repetitions; mean: across participants).",
+                "tables": [
+                    (
+                        "Post-stimulus mean RSA: figure (no background) vs ground (no foreground)",
+                        _table_html(records("rsa", "figure_vs_ground")),
+                    )
+                ],
+            }
+        )
+        if (rsa["given"].fillna("") != "").any():
+            fig4 = figures.save_figure(
+                figures.fig_rsa(rsa, ceiling, clusters, alpha, partial=True),
+                fig_dir / "fig4_partial_rsa",
+            )
+            sections.append(
+                {
+                    "title": "Fig. 4 — partial RSA",
+                    "figure": _b64(fig4),
+                    "caption": "Partial correlation of the MEG RDM with the figure model RDM "
+                    "given the ground model RDM, and vice versa.",
+                    "tables": [],
+                }
+            )
+    if encoding is not None and not encoding.empty:
+        fig5 = figures.save_figure(
+            figures.fig_encoding(encoding, ceiling, clusters, alpha), fig_dir / "fig5_encoding"
+        )
+        sections.append(
+            {
+                "title": "Fig. 5 — encoding models",
+                "figure": _b64(fig5),
+                "caption": "Ridge regression from each condition's features (PCA fitted on the "
+                "training folds) to every sensor and time; folds grouped by session; Pearson r on "
+                "held-out images, averaged over sensors. Grey: ceiling on single-trial r from the "
+                "split-half reliability of the test images.",
+                "tables": [
+                    (
+                        "Post-stimulus mean encoding r: figure vs ground",
+                        _table_html(records("encoding", "figure_vs_ground")),
+                    )
+                ],
+            }
+        )
+    if partition is not None and not partition.empty:
+        fig6 = figures.save_figure(
+            figures.fig_variance_partition(partition, clusters, alpha),
+            fig_dir / "fig6_variance_partition",
+        )
+        sections.append(
+            {
+                "title": "Fig. 6 — variance partitioning",
+                "figure": _b64(fig6),
+                "caption": "Cross-validated R² of banded ridge on figure + ground features and of "
+                "each alone: unique figure = joint - ground, unique ground = joint - figure, "
+                "shared = figure + ground - joint. Held-out R² can be negative with few images.",
+                "tables": [
+                    (
+                        "Post-stimulus mean unique variance: figure vs ground",
+                        _table_html(records("variance_partition", "figure_vs_ground")),
+                    )
+                ],
+            }
+        )
+    tables = []
+    if summary.get("noise_ceiling"):
+        tables.append(
+            (
+                "Noise ceilings (post-stimulus means)",
+                _table_html(records("noise_ceiling", "summary")),
+            )
+        )
+    if clusters is not None:
+        tables.append(("Clusters across participants", _table_html(clusters)))
+    strata = summary.get("strata")
+    if strata:
+        counts = ", ".join(f"{k}: {v}" for k, v in strata.get("counts", {}).items())
+        text = (
+            f"Foreground-fraction threshold {strata.get('threshold', '')}; images per "
+            f"stratum {counts or 'unknown'}. "
+            + (
+                "Results per stratum are in rsa_timecourse.csv (column stratum) and the "
+                "figures' stratum rows."
+                if strata.get("ran")
+                else strata.get("reason", "")
+            )
+        )
+        tables.append(("Strata by foreground fraction", f"<p>{markupsafe.escape(text)}</p>"))
+    if tables:
+        sections.append(
+            {
+                "title": "Statistics, noise ceilings and strata",
+                "figure": "",
+                "caption": CLUSTER_NOTE,
+                "tables": tables,
+            }
+        )
+    for section in sections:
+        section["tables"] = [(h, markupsafe.Markup(t)) for h, t in section["tables"]]
+    return sections
 
 
 def build_report(run_dir: Path, examples: int = 4) -> Path:
@@ -79,6 +226,8 @@ def build_report(run_dir: Path, examples: int = 4) -> Path:
     fig2 = figures.save_figure(
         figures.fig_seed_distance(seed_summary), fig_dir / "fig2_seed_distance"
     )
+
+    careful = careful_sections(results_dir, summary, fig_dir)
 
     failed = variants[variants["status"] != "ok"][["image_id", "path", "error"]]
     stores = summary.get("provenance", {}).get("feature_stores", {})
@@ -114,6 +263,7 @@ def build_report(run_dir: Path, examples: int = 4) -> Path:
             summary.get("provenance", {}).get("versions", {}), indent=2, sort_keys=True
         ),
     }
+    context["careful"] = careful
     template_text = (
         resources.files("figureground.report")
         .joinpath("templates/report.html")
