@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,7 +31,14 @@ from typing import Any
 from figureground import logs
 from figureground.config import ModelConfig, StudyConfig
 from figureground.errors import FigureGroundError, ModelUnavailableError, UsageError
-from figureground.fsutil import atomic_write_json, params_hash, sha256_file
+from figureground.fsutil import (
+    atomic_write_json,
+    disk_full_as_error,
+    folder_lock,
+    params_hash,
+    sha256_file,
+    tree_fingerprint,
+)
 from figureground.provenance import stamp
 
 log = logs.get_logger(__name__)
@@ -57,24 +62,8 @@ class RunState:
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``run_dir``; a second run on it stops with a clear message."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock_path = run_dir / ".lock"
-    with open(lock_path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(
-                f"run folder {run_dir} is in use by another figureground run "
-                f"(lock {lock_path}); wait for it to finish"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with folder_lock(run_dir, "run folder"):
+        yield
 
 
 def fingerprint(path: Path) -> str:
@@ -116,7 +105,7 @@ class StageCache:
             if not out_path.exists():
                 log.warning("%s is missing; stage %s runs again", out_path, stage)
                 return None
-            if digest and out_path.is_file() and sha256_file(out_path) != digest:
+            if digest and _output_digest(out_path) != digest:
                 log.warning(
                     "%s differs from what stage %s wrote (hash mismatch); it runs again",
                     out_path,
@@ -126,9 +115,20 @@ class StageCache:
         return record
 
     def mark_done(self, stage: str, key: str, outputs: list[Path], **extra: Any) -> None:
-        """Record that ``stage`` finished with ``key`` and wrote ``outputs``."""
-        hashes = {str(p): (sha256_file(p) if p.is_file() else "") for p in outputs}
+        """Record that ``stage`` finished with ``key`` and wrote ``outputs``.
+
+        Files are recorded by SHA-256, folders by the names and sizes of their files (a
+        truncated or missing image or chunk file makes the stage run again, and the stage
+        then finds the damaged piece by its own per-item hashes).
+        """
+        hashes = {str(p): _output_digest(p) for p in outputs}
         atomic_write_json(self.folder / f"{stage}.json", {"key": key, "outputs": hashes, **extra})
+
+
+def _output_digest(path: Path) -> str:
+    if path.is_file():
+        return sha256_file(path)
+    return f"tree:{tree_fingerprint(path)}" if path.is_dir() else ""
 
 
 def _timed(state: RunState, stage: str, func: Callable[[], Any]) -> Any:
@@ -197,7 +197,7 @@ def stage_variants(state: RunState, cache: StageCache) -> None:
         failed = table[table["status"] != "ok"]
         for row in failed.itertuples():
             log.warning("variants: %s failed: %s", row.path, row.error)
-        cache.mark_done("variants", key, [out_dir / "variants.csv"])
+        cache.mark_done("variants", key, [out_dir / "variants.csv", out_dir])
     state.variants_dir = out_dir
 
 
@@ -396,7 +396,7 @@ def run_study(study: StudyConfig, run_dir: Path | None = None) -> RunState:
     run_dir = Path(run_dir) if run_dir else study.resolve(study.output)
     run_dir = run_dir.resolve()
     state = RunState(run_dir=run_dir, study=study)
-    with run_lock(run_dir):
+    with run_lock(run_dir), disk_full_as_error(run_dir):
         atomic_write_json(run_dir / "study.json", {"study": study.to_dict()})
         cache = StageCache(run_dir)
         for name, stage in STAGES:

@@ -21,7 +21,7 @@ import numpy as np
 from figureground import logs, provenance
 from figureground.errors import FigureGroundError, UsageError
 from figureground.features import models, sources, store
-from figureground.fsutil import params_hash, sha256_bytes
+from figureground.fsutil import locked_output, params_hash, sha256_bytes
 from figureground.scale.dask_run import parse_scheduler
 
 log = logs.get_logger(__name__)
@@ -208,6 +208,7 @@ def _probe_shapes(
     return {layer: tuple(outputs[layer].shape[1:]) for layer in layers}
 
 
+@locked_output("out", "feature store", beside=True)
 def extract_features(
     source: str | os.PathLike,
     out: str | os.PathLike,
@@ -309,6 +310,8 @@ def extract_features(
             )
         removed = store.remove_partial_files(out)
         log.info("resuming %s%s", out, f" ({removed} partial files removed)" if removed else "")
+        for variant in feature_source.variants:  # damaged chunks become pending again
+            store.GroupWriter(out, variant, layers).verify_done()
     else:
         attrs = provenance.stamp(
             **fields, params_hash=fingerprint, skipped_failed_images=list(feature_source.failed)

@@ -7,6 +7,7 @@ Layout (readable with ``xarray.open_zarr(path, group=variant)``)::
         <layer>   (image, channel, y, x) or (image, channel)   chunk = batch along image
         image     (image)  image ids            concept (image)  concept names
         sha256    (image)  SHA-256 of each input file, written with its batch
+        checksum  (image)  SHA-256 of each image's stored values (all layers), written with it
         done      (image)  int8: 0 pending, 1 stored, -1 could not be decoded (NaN features)
       no_background/ ...   no_foreground/ ...   (for a variants folder)
 
@@ -14,12 +15,15 @@ Dimension names are ``channel``, ``y``, ``x`` when every layer agrees on their s
 ``<layer>_channel`` etc. for every layer. The store is created whole, then renamed into place;
 each batch is written by region (chunk-aligned, so chunk files are written once and atomically
 by zarr) and ``done`` is written *after* the batch's data, so a killed run leaves a store that
-opens and whose ``done`` images are complete; a rerun computes only the rest.
+opens and whose ``done`` images are complete; a rerun computes only the rest. On resume the
+stored values of ``done`` images are checked against ``checksum``: a truncated, missing or
+edited chunk file is named in a warning and its chunk computed again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import uuid
 import warnings
@@ -31,6 +35,7 @@ import numpy as np
 
 from figureground import logs
 from figureground.errors import DataError, UsageError
+from figureground.fsutil import DiskFullError, disk_full_as_error, disk_full_message, is_disk_full
 
 log = logs.get_logger(__name__)
 
@@ -101,6 +106,7 @@ def create_store(
         "image": np.asarray(image_ids, dtype=object),
         "concept": ("image", np.asarray(concepts, dtype=object)),
         "sha256": ("image", np.full(n, "", dtype=object)),
+        "checksum": ("image", np.full(n, "", dtype=object)),
         "done": ("image", da.zeros(n, chunks=chunk, dtype="int8")),
     }
     data_vars = {
@@ -115,8 +121,9 @@ def create_store(
         layer: {"chunks": (chunk, *shape)} for layer, shape in layer_shapes.items()
     }
     encoding["sha256"] = {"chunks": (chunk,)}
+    encoding["checksum"] = {"chunks": (chunk,)}
     encoding["done"] = {"chunks": (chunk,)}
-    with quiet_zarr():
+    with quiet_zarr(), disk_full_as_error(target):
         warnings.filterwarnings("ignore", category=xr.SerializationWarning)
         for variant in variants:
             dataset = xr.Dataset(
@@ -164,8 +171,21 @@ def remove_partial_files(path: str | os.PathLike) -> int:
     return count
 
 
+def image_checksums(outputs: Mapping[str, np.ndarray]) -> list[str]:
+    """SHA-256 per image (first axis) of the values of every layer, in layer-name order."""
+    layers = sorted(outputs)
+    n = len(outputs[layers[0]]) if layers else 0
+    digests = []
+    for index in range(n):
+        digest = hashlib.sha256()
+        for layer in layers:
+            digest.update(np.ascontiguousarray(outputs[layer][index]).tobytes())
+        digests.append(digest.hexdigest())
+    return digests
+
+
 class GroupWriter:
-    """Writes batches of one variant group by region: data, then sha256, then ``done``."""
+    """Writes batches of one variant group by region: data, checksums, then ``done``."""
 
     def __init__(self, path: str | os.PathLike, variant: str, layers: Sequence[str]) -> None:
         import zarr
@@ -177,6 +197,11 @@ class GroupWriter:
             }
             self._sha = zarr.open_array(str(path), path=f"{variant}/sha256", mode="r+")
             self._done = zarr.open_array(str(path), path=f"{variant}/done", mode="r+")
+            try:  # stores made before checksums were recorded have none
+                self._checksum = zarr.open_array(str(path), path=f"{variant}/checksum", mode="r+")
+            except Exception:
+                self._checksum = None
+        self.path = Path(path)
         self.variant = variant
         self.chunk = int(self._done.chunks[0])
         self.size = int(self._done.shape[0])
@@ -202,13 +227,63 @@ class GroupWriter:
         sha256: Sequence[str],
         status: np.ndarray,
     ) -> None:
-        """Store one chunk-aligned batch; ``done`` last so readers never see partial batches."""
+        """Store one chunk-aligned batch; ``done`` last so readers never see partial batches.
+
+        Raises :class:`~figureground.fsutil.DiskFullError` (one line) when the disk is full.
+        """
         stop = start + len(status)
-        for layer, values in outputs.items():
-            array = self._arrays[layer]
-            array[start:stop] = values.astype(array.dtype, copy=False)
-        self._sha[start:stop] = np.asarray(sha256, dtype=object)
-        self._done[start:stop] = np.asarray(status, dtype="int8")
+        stored = {
+            layer: values.astype(self._arrays[layer].dtype, copy=False)
+            for layer, values in outputs.items()
+        }
+        try:
+            for layer, values in stored.items():
+                self._arrays[layer][start:stop] = values
+            self._sha[start:stop] = np.asarray(sha256, dtype=object)
+            if self._checksum is not None:
+                self._checksum[start:stop] = np.asarray(image_checksums(stored), dtype=object)
+            self._done[start:stop] = np.asarray(status, dtype="int8")
+        except Exception as exc:
+            if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+                raise DiskFullError(disk_full_message(self.path / self.variant)) from None
+            raise
+
+    def verify_done(self) -> list[int]:
+        """Check stored images against their checksums; mark damaged chunks pending again.
+
+        Returns the indices of the chunks found damaged (truncated, missing or edited chunk
+        files), each named in a warning. Stores without checksums are not checked.
+        """
+        if self._checksum is None or not self._arrays:
+            return []
+        status = self.done()
+        expected = np.asarray(self._checksum[:], dtype=object)
+        damaged = []
+        for index, start in enumerate(range(0, self.size, self.chunk)):
+            stop = min(start + self.chunk, self.size)
+            stored = np.flatnonzero(status[start:stop] != PENDING) + start
+            if not stored.size:
+                continue
+            try:
+                values = {layer: array[start:stop] for layer, array in self._arrays.items()}
+                found = np.asarray(image_checksums(values), dtype=object)[stored - start]
+                intact = bool((found == expected[stored]).all())
+            except Exception as exc:  # an undecodable (truncated) chunk file
+                log.debug("chunk %d of %s/%s unreadable: %s", index, self.path, self.variant, exc)
+                intact = False
+            if not intact:
+                damaged.append(index)
+                log.warning(
+                    "feature store %s: chunk %d of %s (images %d-%d) does not match its "
+                    "recorded checksums (damaged or missing chunk file); it is computed again",
+                    self.path,
+                    index,
+                    self.variant,
+                    start,
+                    stop - 1,
+                )
+                self._done[start:stop] = np.zeros(stop - start, dtype="int8")
+        return damaged
 
 
 def open_features(

@@ -10,7 +10,8 @@ Outputs (lossless PNG, keeping each source's relative path without its suffix)::
     OUT/variants.json             source_root, params, provenance
 
 A rerun skips images whose record matches the image's SHA-256 and the parameters' hash and
-whose three outputs exist. Every file is written atomically, so a run killed at any moment
+whose three outputs exist with the SHA-256 recorded for them (a damaged output is remade, with
+a warning naming it). Every file is written atomically, so a run killed at any moment
 leaves whole files only, and the rerun writes the same bytes as an uninterrupted run.
 """
 
@@ -33,8 +34,12 @@ from figureground.fsutil import (
     atomic_path,
     atomic_write_bytes,
     atomic_write_json,
+    is_disk_full,
+    locked_output,
     params_hash,
     resolve_inside,
+    sha256_bytes,
+    sha256_file,
 )
 from figureground.scale.dask_run import parse_scheduler
 from figureground.variants.compose import encode_png, no_background, quantize_alpha
@@ -128,8 +133,28 @@ def _read_record(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def outputs_intact(out_dir: Path, rel: str, record: dict[str, Any]) -> bool:
+    """Whether the three outputs of ``rel`` exist and match the hashes in its record.
+
+    Records written before output hashes were recorded are trusted when the files exist.
+    A damaged output is named in a warning.
+    """
+    hashes = record.get("outputs", {})
+    for variant in VARIANTS:
+        path = variant_path(out_dir, rel, variant)
+        if not path.is_file():
+            return False
+        if variant in hashes and sha256_file(path) != hashes[variant]:
+            log.warning("%s does not match its recorded SHA-256; it is made again", path)
+            return False
+    return True
+
+
 def process_image(task: dict[str, Any], segmenter: Segmenter) -> dict[str, Any]:
-    """Make (or reuse) the variants of one image; return its record (never raises)."""
+    """Make (or reuse) the variants of one image; return its record.
+
+    Never raises for a bad image; a full disk is raised (every later image would fail too).
+    """
     from figureground.stimuli import load_rgb
 
     out_dir, rel = Path(task["out_dir"]), task["path"]
@@ -139,7 +164,7 @@ def process_image(task: dict[str, Any], segmenter: Segmenter) -> dict[str, Any]:
     if (
         previous
         and all(previous.get(k) == v for k, v in key.items())
-        and all(variant_path(out_dir, rel, v).is_file() for v in VARIANTS)
+        and outputs_intact(out_dir, rel, previous)
     ):
         return {**previous, "image_id": task["image_id"], "skipped": True}
     params = VariantParams(**{**task["params"], "fill": tuple(task["params"]["fill"])})
@@ -152,14 +177,19 @@ def process_image(task: dict[str, Any], segmenter: Segmenter) -> dict[str, Any]:
             params.threshold,
             params.little_background_above,
         )
+        hashes = {}
         for variant in VARIANTS:
-            atomic_write_bytes(variant_path(out_dir, rel, variant), encode_png(images[variant]))
+            data = encode_png(images[variant])
+            atomic_write_bytes(variant_path(out_dir, rel, variant), data)
+            hashes[variant] = sha256_bytes(data)
     except Exception as exc:  # one bad image in 20,000 is reported and skipped
+        if is_disk_full(exc):
+            raise
         message = str(exc).splitlines()[0] if str(exc) else ""
         if not isinstance(exc, FigureGroundError):
             message = f"{type(exc).__name__}: {message}"
         return {"image_id": task["image_id"], "status": "failed", "error": message}
-    record = {**key, "status": "ok", "error": "", **metrics}
+    record = {**key, "status": "ok", "error": "", **metrics, "outputs": hashes}
     atomic_write_json(record_path, record)  # written last: marks the image done
     return {**record, "image_id": task["image_id"], "skipped": False}
 
@@ -216,6 +246,7 @@ def remove_stale_temporaries(out_dir: Path) -> int:
     return removed
 
 
+@locked_output("out_dir", "variants folder", beside=True)
 def make_variants(
     source_root: str | os.PathLike,
     out_dir: str | os.PathLike,
