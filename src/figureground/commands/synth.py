@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--part-epochs",
         type=int,
         default=3500,
-        help="epochs per FIF split part; peak memory is about 0.6 MB per epoch (default 3500)",
+        help="epochs per FIF split part; peak memory is about 1.2 MB per epoch (default 3500)",
     )
 
 

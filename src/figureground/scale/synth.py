@@ -19,8 +19,8 @@ each hold one data tag (``Epochs.save(split_size=...)``), linked by "next file" 
 that ``mne.read_epochs`` follows. We write those parts one at a time with MNE's own part
 writer (``mne.epochs._save_split``, a private function: pinned MNE 1.13), each from an
 ``EpochsArray`` of ``part_epochs`` epochs carrying the whole file's ``event_id``,
-``drop_log`` and its own ``selection``. Peak memory is about one part in float64 (about
-2 GiB at the default 3,500 epochs), whatever the file's total size (8.2 GB at full size).
+``drop_log`` and its own ``selection``. Peak memory is about two copies of one part in
+float64 (about 4 GiB at the default 3,500 epochs), whatever the total size (8.2 GB at full size).
 The data are drawn per block of :data:`BLOCK` epochs from a generator seeded by
 ``(seed, participant, block)``, so they do not depend on the part size.
 """
@@ -356,7 +356,7 @@ def make_synth(
     snr, fg_weight, bg_weight : signal power relative to the noise, and how the responses mix
         the no-background ("figure") and no-foreground ("ground") features.
     channels, layer : pooled feature width and the layer name in the store.
-    part_epochs : epochs per FIF part (peak memory ~ part_epochs x 0.6 MB).
+    part_epochs : epochs per FIF part (peak memory ~ part_epochs x 1.2 MB).
 
     Returns
     -------
