@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _print_table(summary) -> None:
     columns = ["method", "condition", "snr", "n_datasets", "recovery", "power", "fpr"]
-    print(summary[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    table = summary[columns].assign(snr=summary["snr"].map(lambda v: f"{v:g}"))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
 def run(args: argparse.Namespace) -> int:
