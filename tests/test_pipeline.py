@@ -34,7 +34,21 @@ TINY_STUDY = {
             "test_reps": 2,
         },
     },
-    "analyses": {"seed": {"n_boot": 200}},
+    "analyses": {
+        "seed": {"n_boot": 200},
+        "responses": {"decim": 4},
+        "rsa": {"n_boot": 50, "n_permutations": 50, "levels": ["image"]},
+        "encoding": {
+            "time_step": 8,
+            "n_splits": 2,
+            "n_components": 3,
+            "inner_splits": 2,
+            "n_iter": 2,
+            "alphas": [1.0, 100.0],
+        },
+        "noise_ceiling": {"n_splits": 5},
+        "stats": {"n_permutations": 64},
+    },
     "report": {"examples": 2},
 }
 

@@ -327,14 +327,13 @@ def stage_neural(state: RunState, cache: StageCache) -> None:
 
 
 def stage_analyses(state: RunState, cache: StageCache) -> None:
-    """The seed analysis: ``RUN/results/seed_distance.csv`` and ``summary.json``."""
+    """Every configured analysis: ``RUN/results/*.csv`` and ``summary.json``."""
     from figureground.analysis import runner
 
     results_dir = state.run_dir / "results"
     inputs = [fingerprint(p["epochs"]) for p in state.neural_files.values()]
     inputs += [fingerprint(s["store"]) for s in state.feature_stores.values()]
     key = params_hash([dataclasses.asdict(state.study.analyses), inputs])
-    outputs = [results_dir / "seed_distance.csv", results_dir / "summary.json"]
     if cache.is_done("analyses", key):
         state.skipped.append("analyses")
         return
@@ -345,7 +344,10 @@ def stage_analyses(state: RunState, cache: StageCache) -> None:
         results_dir,
         provenance=run_provenance(state),
     )
-    cache.mark_done("analyses", key, outputs)
+    # Every result file is recorded with its hash, so an edited or damaged one is recomputed.
+    cache.mark_done(
+        "analyses", key, [*sorted(results_dir.glob("*.csv")), results_dir / "summary.json"]
+    )
 
 
 def stage_report(state: RunState, cache: StageCache) -> None:

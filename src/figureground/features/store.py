@@ -322,4 +322,12 @@ def open_features(
         log.warning(
             "%s (%s): %d images could not be decoded and are left out", path, variant, failed
         )
-    return dataset.isel(image=np.flatnonzero(status == DONE))
+    dataset = dataset.isel(image=np.flatnonzero(status == DONE))
+    # Zarr v3 returns numpy's variable-width StringDType; give readers plain unicode ids
+    # (StringDType cannot be cast with .astype(str) and surprises pandas/xarray joins).
+    text_coords = {
+        name: np.array([str(v) for v in dataset[name].values], dtype=str)
+        for name in dataset.coords
+        if dataset[name].dtype.kind == "T"
+    }
+    return dataset.assign_coords(text_coords)
