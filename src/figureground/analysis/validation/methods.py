@@ -168,7 +168,7 @@ def _principal_components(features: xr.DataArray, n_components: int | None) -> x
     return xr.DataArray(
         scores.astype(np.float32),
         dims=("image", "component"),
-        coords={"image": features["image"].values},
+        coords={"image": [str(i) for i in features["image"].values]},
     )
 
 
