@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from figureground.analysis import runner
+from figureground.analysis.study import ceilings, columns
 from figureground.config import CONDITIONS
 from figureground.report import figures
 from figureground.report.html import careful_sections
@@ -54,24 +54,24 @@ def _rsa_table() -> pd.DataFrame:
                         }
                     )
                 )
-    return pd.concat(rows, ignore_index=True)[runner.RSA_COLUMNS]
+    return pd.concat(rows, ignore_index=True)[columns.RSA_COLUMNS]
 
 
 def _ceiling() -> pd.DataFrame:
     parts = [
-        runner._ceiling_rows(
+        ceilings._ceiling_rows(
             p, "rsa", "test_repetitions", "image", "spearman", TIMES, np.nan, 0.2, 0.4, 5, 4
         )
         for p in PARTICIPANTS
     ]
     parts += [
-        runner._ceiling_rows(
+        ceilings._ceiling_rows(
             "mean", "rsa", "participants", level, "spearman", TIMES, np.nan, 0.3, 0.5, 10, 3
         )
         for level in ("image", "concept")
     ]
     parts += [
-        runner._ceiling_rows(
+        ceilings._ceiling_rows(
             p, "encoding", "single_trial_r", "image", "spearman_brown", TIMES, 0.4, 0.35, 0.45, 5, 4
         )
         for p in PARTICIPANTS
@@ -101,7 +101,7 @@ def _clusters() -> pd.DataFrame:
                 "significant": False,
             },
         ]
-    )[runner.CLUSTER_COLUMNS]
+    )[columns.CLUSTER_COLUMNS]
 
 
 def _encoding() -> pd.DataFrame:

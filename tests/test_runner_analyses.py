@@ -14,6 +14,7 @@ from scipy.spatial.distance import pdist
 from scipy.stats import spearmanr
 
 from figureground.analysis import runner
+from figureground.analysis.study import columns, encoding_results
 from figureground.config import parse_study
 from figureground.errors import UsageError
 from figureground.neural import things_meg
@@ -121,14 +122,14 @@ def _csv(base: Path, name: str) -> pd.DataFrame:
 def test_csvs_have_documented_columns(finished: tuple[Path, dict, dict]) -> None:
     base, _, _ = finished
     expected = {
-        "rsa_timecourse.csv": runner.RSA_COLUMNS,
-        "encoding.csv": runner.ENCODING_COLUMNS,
-        "variance_partition.csv": runner.PARTITION_COLUMNS,
-        "noise_ceiling.csv": runner.CEILING_COLUMNS,
-        "clusters.csv": runner.CLUSTER_COLUMNS,
+        "rsa_timecourse.csv": columns.RSA_COLUMNS,
+        "encoding.csv": columns.ENCODING_COLUMNS,
+        "variance_partition.csv": columns.PARTITION_COLUMNS,
+        "noise_ceiling.csv": columns.CEILING_COLUMNS,
+        "clusters.csv": columns.CLUSTER_COLUMNS,
     }
-    for name, columns in expected.items():
-        assert list(_csv(base, name).columns) == columns, name
+    for name, names in expected.items():
+        assert list(_csv(base, name).columns) == names, name
     rsa = _csv(base, "rsa_timecourse.csv")
     assert set(rsa["participant"]) == {"P1", "P2"}
     assert set(rsa["level"]) == {"image", "concept"}
@@ -239,7 +240,7 @@ def test_span_basis_keeps_encoding_exact() -> None:
         dims=("image", "channel", "time"),
         coords={"image": ids, "channel": ["a", "b", "c"], "time": np.arange(4.0)},
     )
-    reduced = runner.span_basis(features)
+    reduced = encoding_results.span_basis(features)
     assert reduced.shape == (12, 12)
     settings = RidgeSettings(n_components=None, alphas=(1.0, 10.0), inner_splits=3)
     full = encode(meg, features, n_splits=3, settings=settings).values

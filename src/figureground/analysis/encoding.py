@@ -93,7 +93,7 @@ def _feature_matrix(features: xr.DataArray | np.ndarray) -> tuple[np.ndarray | N
         if "image" not in features.dims:
             raise DataError(f"feature array has dims {features.dims}; expected an 'image' dim")
         features = features.transpose("image", ...)
-        ids = np.asarray(features["image"].values).astype(str)
+        ids = np.array([str(v) for v in features["image"].values], dtype=str)
         values = np.asarray(features.values)
         return ids, values.reshape(values.shape[0], -1)
     values = np.asarray(features)
@@ -117,7 +117,7 @@ def align(
     if tuple(meg.dims[:1]) != ("image",) or meg.ndim != 3:
         raise DataError(f"MEG array has dims {meg.dims}; expected ('image', 'channel', 'time')")
     meg = meg.transpose("image", "channel", "time")
-    meg_ids = np.asarray(meg["image"].values).astype(str)
+    meg_ids = np.array([str(v) for v in meg["image"].values], dtype=str)
     if len(set(meg_ids)) != len(meg_ids):
         raise DataError("MEG array has repeated image ids; average repetitions first")
     parsed = [_feature_matrix(f) for f in features]
@@ -189,7 +189,10 @@ def reduce_features(
         mean = X_train.mean(axis=0)
         return X_train - mean, X_test - mean
     n_keep = min(n_components, X_train.shape[0] - 1, X_train.shape[1])
-    pca = PCA(n_components=n_keep, random_state=seed, svd_solver="auto")
+    # An exact SVD is cheaper than sklearn's randomized one for the few thousand images of a
+    # study (it is O(images^2 x features)); the randomized solver only for more.
+    solver = "full" if X_train.shape[0] <= 5000 else "randomized"
+    pca = PCA(n_components=n_keep, random_state=seed, svd_solver=solver)
     train = pca.fit_transform(X_train)
     return train, pca.transform(X_test)
 
@@ -277,11 +280,19 @@ def r2_columns(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 def _targets(meg: xr.DataArray, dtype: str) -> np.ndarray:
-    """MEG (image, channel, time) as Y (images, channels * times) in ``dtype``."""
-    values = np.asarray(meg.values, dtype=dtype)
+    """MEG (image, channel, time) as Y (images, channels * times) in ``dtype``.
+
+    Y is divided by its overall standard deviation: MEG in tesla (~1e-13) loses all
+    precision in float32 sums of squares, and one global scale changes neither Pearson r nor
+    R², nor the ridge penalty chosen by cross-validation.
+    """
+    values = np.asarray(meg.values, dtype=np.float64)
     if not np.isfinite(values).all():
         raise DataError("MEG array contains NaN or infinite values")
-    return values.reshape(values.shape[0], -1)
+    scale = values.std()
+    if scale > 0:
+        values = values / scale
+    return values.reshape(values.shape[0], -1).astype(dtype, copy=False)
 
 
 def _groups(meg: xr.DataArray) -> np.ndarray | None:

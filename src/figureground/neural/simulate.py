@@ -223,7 +223,7 @@ def _noise(rng: np.random.Generator, chol: np.ndarray, n: int, n_times: int) -> 
     kernel = np.exp(-0.5 * (offsets / 2.0) ** 2)
     kernel /= np.sqrt(np.sum(kernel**2))
     white = rng.standard_normal((n, chol.shape[0], n_times))
-    return convolve1d(np.einsum("ij,njt->nit", chol, white), kernel, axis=-1, mode="wrap")
+    return convolve1d(np.matmul(chol, white), kernel, axis=-1, mode="wrap")
 
 
 # ------------------------------------------------------------------------------ trials

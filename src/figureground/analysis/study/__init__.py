@@ -1,0 +1,1 @@
+"""The pieces of a study's analyses stage; ``figureground.analysis.runner`` ties them."""

@@ -1,0 +1,78 @@
+"""Encoding models over a study: ridge per sensor and time, variance partitioning."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from figureground import logs
+from figureground.analysis.study.columns import ENCODING_COLUMNS, FIGURE, GROUND, PARTITION_COLUMNS
+from figureground.analysis.study.inputs import condition_features
+from figureground.analysis.study.rsa_results import _describe, scaled, span_basis
+from figureground.config import CONDITIONS, AnalysesConfig
+
+log = logs.get_logger(__name__)
+
+
+def encoding_results(
+    cfg: AnalysesConfig, meg: Mapping[str, Any], stores: Sequence[Mapping[str, Any]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Encoding accuracy per condition and variance partitioning, for every model and layer."""
+    from figureground.analysis.encoding import (
+        RidgeSettings,
+        encode,
+        encoding_table,
+        variance_partition,
+    )
+
+    enc = cfg.encoding
+    settings = RidgeSettings(
+        n_components=enc.n_components,
+        alphas=enc.alphas,
+        inner_splits=enc.inner_splits,
+        n_iter=enc.n_iter,
+    )
+    options = {
+        "n_splits": enc.n_splits,
+        "settings": settings,
+        "seed": enc.seed,
+        "backend": enc.backend,
+    }
+    encodings, partitions = [], []
+    for info in stores:
+        for layer in info["layers"]:
+            features = {
+                name: span_basis(array) for name, array in condition_features(info, layer).items()
+            }
+            for participant, responses in meg.items():
+                responses = scaled(responses.isel(time=slice(None, None, enc.time_step)))
+                names = {"participant": participant, **_describe(info, layer)}
+                for condition in CONDITIONS:
+                    log.info("encoding: %s %s %s %s", participant, info["key"], layer, condition)
+                    scores = encode(responses, features[condition], **options)
+                    encodings.append(
+                        encoding_table(
+                            scores,
+                            condition=condition,
+                            n_folds=scores.sizes["fold"],
+                            folds_by=scores.attrs["folds_by"],
+                            n_images=scores.attrs["n_images"],
+                            **names,
+                        )
+                    )
+                if enc.variance_partition:
+                    log.info("variance partition: %s %s %s", participant, info["key"], layer)
+                    partitions.append(
+                        variance_partition(
+                            responses, features[FIGURE], features[GROUND], **options, **names
+                        )
+                    )
+    encoding = pd.concat(encodings, ignore_index=True)[ENCODING_COLUMNS]
+    partition = (
+        pd.concat(partitions, ignore_index=True)[PARTITION_COLUMNS]
+        if partitions
+        else pd.DataFrame(columns=PARTITION_COLUMNS)
+    )
+    return encoding, partition

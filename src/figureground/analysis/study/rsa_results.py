@@ -1,0 +1,324 @@
+"""Time-resolved RSA over a study.
+
+Image and concept level, partial RSA, bootstrap and permutation inference.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from figureground import logs
+from figureground.analysis.study.columns import (
+    ALL_IMAGES,
+    BOOT_MEMORY_BYTES,
+    PERMUTATION_METHOD,
+    RSA_COLUMNS,
+)
+from figureground.analysis.study.inputs import condition_features
+from figureground.config import AnalysesConfig, RsaConfig
+from figureground.errors import DataError
+
+log = logs.get_logger(__name__)
+
+
+# ----------------------------------------------------------------------------- RSA
+
+
+def level_patterns(
+    meg: Any, features: Mapping[str, Any], level: str, image_ids: Sequence[str] | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
+    """MEG patterns (n, channel, time) and flattened model patterns (n, features) of a level.
+
+    Images are those in the MEG data, every condition and ``image_ids`` (when given), in MEG
+    order; the concept level averages them per concept (concepts in sorted order), as
+    :func:`figureground.analysis.rsa.rsa_timecourse` does.
+    """
+    meg_ids = [str(i) for i in meg["image"].values]
+    keep = set(meg_ids) if image_ids is None else {str(i) for i in image_ids}
+    for array in features.values():
+        keep &= {str(i) for i in array["image"].values}
+    ids = [i for i in meg_ids if i in keep]
+    if len(ids) < 3:
+        raise DataError(f"{len(ids)} images have both responses and features; RSA needs 3")
+    meg_values = meg.sel(image=ids).transpose("image", "channel", "time").values
+    models = {
+        name: np.asarray(array.sel(image=ids).values).reshape(len(ids), -1)
+        for name, array in features.items()
+    }
+    if level == "image":
+        return meg_values, models, ids
+    concepts = np.asarray(meg["concept"].sel(image=ids).values).astype(str)
+    labels, index = np.unique(concepts, return_inverse=True)
+    if labels.size < 3:
+        raise DataError(f"{labels.size} concepts; concept-level RSA needs 3")
+
+    def group_mean(values: np.ndarray) -> np.ndarray:
+        sums = np.zeros((labels.size, *values.shape[1:]), dtype=np.float64)
+        np.add.at(sums, index, values)
+        counts = np.bincount(index).reshape(-1, *([1] * (values.ndim - 1)))
+        return sums / counts
+
+    return (
+        group_mean(meg_values).astype(meg_values.dtype),
+        {name: group_mean(values) for name, values in models.items()},
+        [str(label) for label in labels],
+    )
+
+
+def _square(rdms: np.ndarray, n: int) -> np.ndarray:
+    """Condensed RDMs (..., pairs) as square matrices (..., n, n), zero diagonal."""
+    rows, cols = np.triu_indices(n, 1)
+    out = np.zeros((*rdms.shape[:-1], n, n), dtype=rdms.dtype)
+    out[..., rows, cols] = rdms
+    out[..., cols, rows] = rdms
+    return out
+
+
+def partial_method_of(method: str) -> str:
+    """The partial comparison matching ``method``, as :func:`rsa.rsa_timecourse` picks it."""
+    return "partial_spearman" if method == "spearman" else "partial_pearson"
+
+
+def _rsa_statistic(
+    meg_square: np.ndarray,
+    model_square: np.ndarray,
+    method: str,
+    partial_pairs: Sequence[tuple[int, int]],
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Bootstrap callback: RSA (times, models + partial pairs) on resampled images.
+
+    Pairs of an image with its own copy are dropped, as the bootstrap needs for RDMs. For
+    Spearman, the ranks are taken once per sample (vectorised) and compared by Pearson and
+    partial Pearson, which is what ``spearman`` / ``partial_spearman`` compute.
+    """
+    from scipy.stats import rankdata
+
+    from figureground.analysis.rdm_compare import compare_rdms
+
+    n = meg_square.shape[-1]
+    rows, cols = np.triu_indices(n, 1)
+    ranked = method == "spearman"
+    plain = "pearson" if ranked else method
+    partial = "partial_pearson" if ranked else partial_method_of(method)
+
+    def statistic(index: np.ndarray) -> np.ndarray:
+        i, j = index[rows], index[cols]
+        distinct = i != j
+        i, j = i[distinct], j[distinct]
+        out = np.full((meg_square.shape[0], model_square.shape[0] + len(partial_pairs)), np.nan)
+        if i.size < 3:
+            return out
+        data = meg_square[:, i, j]
+        models = model_square[:, i, j]
+        if ranked:
+            data, models = rankdata(data, axis=-1), rankdata(models, axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, : models.shape[0]] = compare_rdms(data, models, plain)
+            for k, (target, given) in enumerate(partial_pairs):
+                pair = models[[target, given]]
+                out[:, models.shape[0] + k] = compare_rdms(data, pair, partial)[:, 0]
+        out[~np.isfinite(out)] = np.nan  # e.g. a resample whose model RDMs are collinear
+        return out
+
+    return statistic
+
+
+def rsa_inference(
+    meg_rdms: np.ndarray,
+    model_rdms: np.ndarray,
+    n_conditions: int,
+    cfg: RsaConfig,
+    partial_pairs: Sequence[tuple[int, int]],
+) -> dict[str, np.ndarray]:
+    """Bootstrap intervals and permutation p-values of one participant's RSA curves.
+
+    Parameters
+    ----------
+    meg_rdms : condensed MEG RDMs (times, pairs).
+    model_rdms : condensed model RDMs (models, pairs).
+    n_conditions : images (or concepts) in the RDMs.
+    cfg : RSA settings (method, n_boot, n_permutations, ci, seed).
+    partial_pairs : (target, given) model indices of the partial RSA curves.
+
+    Returns
+    -------
+    dict with ``ci_low``, ``ci_high`` (times, models + partial pairs) and ``p_perm``,
+    ``p_perm_fwer`` (times, models; NaN for partial curves and methods without a
+    permutation test). The bootstrap resamples images with the same draws at every time.
+    """
+    from figureground.analysis.stats import bootstrap, rdm_permutation_test
+
+    n_times = meg_rdms.shape[0]
+    n_curves = model_rdms.shape[0] + len(partial_pairs)
+    out = {key: np.full((n_times, n_curves), np.nan) for key in ("ci_low", "ci_high")}
+    out["p_perm"] = np.full((n_times, n_curves), np.nan)
+    out["p_perm_fwer"] = np.full((n_times, n_curves), np.nan)
+    if cfg.n_boot > 0:
+        model_square = _square(np.asarray(model_rdms, dtype=np.float64), n_conditions)
+        step = max(1, BOOT_MEMORY_BYTES // (8 * n_conditions * n_conditions))
+        for start in range(0, n_times, step):
+            block = _square(np.asarray(meg_rdms[start : start + step]), n_conditions)
+            with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN times: NaN bounds
+                result = bootstrap(
+                    _rsa_statistic(block, model_square, cfg.method, partial_pairs),
+                    n_conditions,
+                    n_boot=cfg.n_boot,
+                    ci=cfg.ci,
+                    seed=cfg.seed,
+                )
+            out["ci_low"][start : start + step] = result.lower
+            out["ci_high"][start : start + step] = result.upper
+    permutation_method = PERMUTATION_METHOD[cfg.method]
+    if cfg.n_permutations > 0 and permutation_method is not None:
+        for k, model_rdm in enumerate(model_rdms):
+            test = rdm_permutation_test(
+                meg_rdms,
+                model_rdm,
+                n_permutations=cfg.n_permutations,
+                method=permutation_method,
+                seed=cfg.seed,
+            )
+            out["p_perm"][:, k] = test.p_value
+            maxima = test.null.max(axis=1)
+            out["p_perm_fwer"][:, k] = (
+                1.0 + (maxima[None, :] >= test.observed[:, None]).sum(1)
+            ) / (1.0 + cfg.n_permutations)
+    return out
+
+
+def rsa_one(
+    meg: Any,
+    features: Mapping[str, Any],
+    level: str,
+    cfg: RsaConfig,
+    image_ids: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """RSA curves of one participant at one level, with intervals and p-values.
+
+    Returns the tidy table (:data:`RSA_COLUMNS` less model/weights/stratum), the MEG RDMs
+    (times, pairs) and the labels of their rows (image ids or concepts).
+    """
+    from figureground.analysis.rdm_calc import compute_rdms
+    from figureground.analysis.rsa import PARTIAL_PAIRS, rsa_timecourse
+
+    if image_ids is not None:
+        wanted = {str(i) for i in image_ids}
+        meg = meg.sel(image=[i for i in map(str, meg["image"].values) if i in wanted])
+    meg_values, model_values, labels = level_patterns(meg, features, level)
+    table = rsa_timecourse(
+        meg,
+        features,
+        metric=cfg.metric,
+        model_metric=cfg.model_metric,
+        method=cfg.method,
+        level=level,
+        partial=cfg.partial,
+        batch_size=cfg.batch_size,
+    )
+    conditions = list(model_values)
+    meg_rdms = compute_rdms(meg_values, cfg.metric, batch_size=cfg.batch_size)
+    model_rdms = np.stack([compute_rdms(model_values[c], cfg.model_metric) for c in conditions])
+    partial_pairs = [
+        (conditions.index(a), conditions.index(b))
+        for a, b in PARTIAL_PAIRS
+        if cfg.partial and a in conditions and b in conditions
+    ]
+    inference = rsa_inference(meg_rdms, model_rdms, len(labels), cfg, partial_pairs)
+    curves = [(c, "") for c in conditions] + [
+        (conditions[a], conditions[b]) for a, b in partial_pairs
+    ]
+    times = np.asarray(meg["time"].values, dtype=np.float64)
+    extra = pd.DataFrame(
+        {
+            "condition": np.repeat([c for c, _ in curves], times.size),
+            "given": np.repeat([g for _, g in curves], times.size),
+            "time": np.tile(times, len(curves)),
+            **{key: values.T.reshape(-1) for key, values in inference.items()},
+        }
+    )
+    table = table.merge(extra, on=["condition", "given", "time"], how="left", validate="1:1")
+    return table, meg_rdms, labels
+
+
+def _describe(info: Mapping[str, Any], layer: str) -> dict[str, str]:
+    return {"model": str(info["model"]), "weights": str(info["weights"]), "layer": layer}
+
+
+def rsa_results(
+    cfg: AnalysesConfig,
+    meg: Mapping[str, Any],
+    stores: Sequence[Mapping[str, Any]],
+    strata: Mapping[str, Sequence[str]],
+) -> tuple[pd.DataFrame, dict[tuple[str, str], dict[str, tuple[list[str], np.ndarray]]]]:
+    """RSA for every model, layer, participant, level and stratum.
+
+    ``strata`` maps a stratum name to its image ids (image level only); ``all`` uses every
+    image at every level. Also returns the MEG RDMs per (level, stratum) and participant
+    (labels, rdms) for the noise ceiling across participants.
+    """
+    tables = []
+    meg_rdms: dict[tuple[str, str], dict[str, tuple[list[str], np.ndarray]]] = {}
+    runs = [(level, ALL_IMAGES, None) for level in cfg.rsa.levels]
+    runs += [("image", name, ids) for name, ids in strata.items()]
+    for info in stores:
+        for layer in info["layers"]:
+            features = condition_features(info, layer)
+            for participant, responses in meg.items():
+                for level, stratum, ids in runs:
+                    log.info(
+                        "RSA: %s %s %s, %s level, %s",
+                        participant,
+                        info["key"],
+                        layer,
+                        level,
+                        stratum,
+                    )
+                    table, rdms, labels = rsa_one(responses, features, level, cfg.rsa, ids)
+                    table = table.assign(
+                        participant=participant, stratum=stratum, **_describe(info, layer)
+                    )
+                    tables.append(table[RSA_COLUMNS])
+                    meg_rdms.setdefault((level, stratum), {})[participant] = (labels, rdms)
+    return pd.concat(tables, ignore_index=True), meg_rdms
+
+
+def scaled(responses: Any) -> Any:
+    """Responses divided by their overall standard deviation (Tesla -> unit scale).
+
+    Correlations and R² are unchanged; the ridge solvers then work on numbers of order 1.
+    """
+    scale = float(np.std(responses.values))
+    return responses / scale if scale > 0 else responses
+
+
+def span_basis(features: Any, max_images: int = 5000) -> Any:
+    """Features expressed in an orthonormal basis of their own span: (image, rank).
+
+    With fewer images than features, ``X = U S Vt`` and ``X V = U S`` keeps every inner
+    product between images, and every projection onto directions inside the span (where PCA
+    axes fitted on any subset of the images lie, and where ridge solutions lie). PCA scores
+    on training folds (up to sign) and ridge predictions are therefore unchanged, while PCA
+    and the solvers work on ``rank <= n_images`` columns instead of, e.g., 401,408. Not used
+    for RSA (correlation distance is not rotation-invariant). Arrays with at least half as
+    many images as features, or more than ``max_images`` images, are returned unchanged.
+    """
+    import xarray as xr
+
+    values = np.asarray(features.values, dtype=np.float64).reshape(features.sizes["image"], -1)
+    n_images, n_features = values.shape
+    if 2 * n_images > n_features or n_images > max_images:
+        return features
+    u, s, _ = np.linalg.svd(values, full_matrices=False)
+    rank = int((s > s[0] * n_features * np.finfo(np.float64).eps).sum()) if s.size else 0
+    return xr.DataArray(
+        (u[:, :rank] * s[:rank]).astype(features.dtype),
+        dims=("image", "component"),
+        coords={"image": features["image"].values},
+        attrs=dict(features.attrs),
+    )
