@@ -219,3 +219,14 @@ def test_torch_cuda_backend_equals_numpy() -> None:
         compute_rdms(folds, "crossnobis", noise="shrinkage_diag"),
         atol=1e-4,
     )
+
+
+def test_partial_correlation_is_bounded_and_nan_when_models_are_collinear() -> None:
+    rng = np.random.default_rng(4)
+    data = rng.standard_normal((50, 3))  # few pairs, as with six concepts
+    models = rng.standard_normal((2, 3))
+    values = compare_rdms(data, models, "partial_pearson")
+    finite = values[np.isfinite(values)]
+    assert finite.size and np.all(np.abs(finite) <= 1.0)
+    collinear = np.vstack([models[0], 2.0 * models[0] + 1.0])
+    assert np.isnan(compare_rdms(data, collinear, "partial_pearson")).all()

@@ -88,6 +88,10 @@ def _others_basis(b: np.ndarray, k: int) -> np.ndarray:
     return q[:, keep]
 
 
+# Residual norms below this share of the original norm count as zero (collinear inputs).
+_DEGENERATE = 1e-6
+
+
 def _partial(a: np.ndarray, b: np.ndarray, semi: bool) -> np.ndarray:
     """(Semi)partial correlation of each row of ``a`` with each model given the others."""
     if b.shape[0] < 2:
@@ -102,6 +106,11 @@ def _partial(a: np.ndarray, b: np.ndarray, semi: bool) -> np.ndarray:
         basis = _others_basis(b, k)
         model = b[k] - basis @ (basis.T @ b[k])
         model_norm = np.sqrt(model @ model)
+        model_scale = np.linalg.norm(b[k] - b[k].mean())
+        if not model_norm > _DEGENERATE * model_scale:
+            # The model lies in the span of the others (e.g. few pairs): no unique share.
+            out[:, k] = np.nan
+            continue
         dots = a @ model  # the residual model is orthogonal to the basis
         if semi:
             denom = np.sqrt(a_norm2)
@@ -110,8 +119,10 @@ def _partial(a: np.ndarray, b: np.ndarray, semi: bool) -> np.ndarray:
             denom = np.sqrt(
                 np.maximum(np.einsum("ij,ij->i", a, a) - np.einsum("ij,ij->i", proj, proj), 0)
             )
+        usable = denom > _DEGENERATE * np.sqrt(a_norm2)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, k] = dots / denom / model_norm
+            value = np.clip(dots / denom / model_norm, -1.0, 1.0)
+        out[:, k] = np.where(usable, value, np.nan)
     return out
 
 
