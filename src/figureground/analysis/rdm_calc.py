@@ -53,9 +53,11 @@ class NumpyGram:
 
     def __init__(self, n_conditions: int) -> None:
         rows, cols = pair_indices(n_conditions)
-        # syrk returns Fortran-ordered matrices with the upper triangle filled: (i, j) lies
-        # at j * n + i in memory.
-        self._flat = (cols * n_conditions + rows).astype(np.intp)
+        # syrk(lower=1) returns a Fortran-ordered matrix with the lower triangle filled:
+        # pair (i, j), i < j, is element (j, i) at i * n + j in memory, so the pairs of one
+        # row i are contiguous and the gather streams through memory (4x faster than the
+        # upper triangle, whose pairs lie n elements apart).
+        self._flat = (rows * n_conditions + cols).astype(np.intp)
         self._n = n_conditions
 
     def __call__(
@@ -69,9 +71,9 @@ class NumpyGram:
         diag = np.empty((Y.shape[0], self._n), dtype=Y.dtype)
         for k in range(Y.shape[0]):
             # a^T a with a = Y[k]^T, which is Fortran-contiguous: no copy
-            gram = syrk(1.0, Y[k].T, trans=1)
+            gram = syrk(1.0, Y[k].T, trans=1, lower=1)
             if Z is not None:
-                gram = syrk(z_weight, Z[k].T, trans=1, beta=1.0, c=gram, overwrite_c=1)
+                gram = syrk(z_weight, Z[k].T, trans=1, beta=1.0, c=gram, overwrite_c=1, lower=1)
             np.take(gram.reshape(-1, order="F"), self._flat, out=condensed[k])
             diag[k] = np.diagonal(gram)
         return condensed, diag
