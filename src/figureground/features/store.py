@@ -248,6 +248,14 @@ class GroupWriter:
                 raise DiskFullError(disk_full_message(self.path / self.variant)) from None
             raise
 
+    def _chunk_file(self, layer: str, index: int) -> str:
+        array = self._arrays[layer]
+        try:
+            key = array.metadata.encode_chunk_key((index, *[0] * (array.ndim - 1)))
+        except Exception:  # another chunk key encoding: name the array
+            key = f"chunk {index}"
+        return str(self.path / self.variant / layer / key)
+
     def verify_done(self) -> list[int]:
         """Check stored images against their checksums; mark damaged chunks pending again.
 
@@ -273,14 +281,16 @@ class GroupWriter:
                 intact = False
             if not intact:
                 damaged.append(index)
+                files = ", ".join(self._chunk_file(layer, index) for layer in self._arrays)
                 log.warning(
-                    "feature store %s: chunk %d of %s (images %d-%d) does not match its "
+                    "feature store %s: chunk %d of %s (images %d-%d, %s) does not match its "
                     "recorded checksums (damaged or missing chunk file); it is computed again",
                     self.path,
                     index,
                     self.variant,
                     start,
                     stop - 1,
+                    files,
                 )
                 self._done[start:stop] = np.zeros(stop - start, dtype="int8")
         return damaged

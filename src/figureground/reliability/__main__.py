@@ -41,7 +41,6 @@ def run_trials(work: Path, kills: int, seed: int) -> tuple[list[Outcome], dict[s
     outcomes += timed("bad MEG", bad_inputs.bad_meg, work)
     source = Path(__file__).resolve().parents[1]
     outcomes += security.scan(source)
-    timings["reference run (uninterrupted tiny study)"] = round(seconds, 1)
     return outcomes, timings
 
 
@@ -71,6 +70,13 @@ def markdown(outcomes: list[Outcome], timings: dict[str, float], command: str) -
         "stimuli/, figures/*.png and report.html. Not compared: lock files, `.stages/` and "
         "`stages.json` (bookkeeping) and figures/*.svg (matplotlib writes random element ids "
         "into SVG files unless `svg.hashsalt` is set).",
+        "",
+        "Damaged caches: the run's stage records hold SHA-256 hashes of files and the names "
+        "and sizes of the files in folder outputs (variants/, feature stores), so a truncated "
+        "or missing image or chunk makes the stage run again; the stage then finds the piece "
+        "by its own hashes (variant records, per-image checksums in the store) and remakes "
+        "only it. A same-size edit inside a folder output is found when that stage runs again "
+        "(for any other reason), not by a skipped stage.",
         "",
         "Timings (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()),
         "",
