@@ -68,3 +68,18 @@ def test_bad_study_files_through_the_cli(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_disk_full_anywhere_in_a_command_is_one_line(monkeypatch, capsys) -> None:
+    import errno
+
+    from figureground import cli
+    from figureground.commands import report as report_command
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/run/x.png")
+
+    monkeypatch.setattr(report_command, "run", full)
+    assert cli.main(["report", "/data/run"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no space left" in err[0] and "/data/run/x.png" in err[0]

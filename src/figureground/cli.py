@@ -85,6 +85,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FigureGroundError as exc:
         print(f"figureground {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        from figureground.fsutil import is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        where = getattr(exc, "filename", None) or "the output folder"
+        print(
+            f"figureground {args.command}: error: no space left on the device while writing "
+            f"{where}; finished work is kept, free space and rerun to resume",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print("figureground: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
         return 130

@@ -444,7 +444,9 @@ def save_figure(fig: Figure, stem: Path) -> bytes:
     png = figure_png(fig)
     atomic_write_bytes(stem.with_suffix(".png"), png)
     svg = io.BytesIO()
-    fig.savefig(svg, format="svg", metadata={"Date": None})
+    # A fixed hash salt gives the SVG's element ids fixed values: reruns write identical files.
+    with matplotlib.rc_context({"svg.hashsalt": "figureground"}):
+        fig.savefig(svg, format="svg", metadata={"Date": None})
     atomic_write_bytes(stem.with_suffix(".svg"), svg.getvalue())
     plt.close(fig)
     return png
