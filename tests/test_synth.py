@@ -94,3 +94,45 @@ def test_data_do_not_depend_on_part_size_and_rerun_is_a_no_op(synth, tmp_path):
 def test_fraction_out_of_range_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="fraction"):
         make_synth(tmp_path / "x", fraction=1.5)
+
+
+def test_concept_rsa_on_concept_means_equals_rsa_timecourse(synth):
+    """rsa_one's concept level (RSA of the concept means) matches rsa_timecourse's own."""
+    from figureground.analysis.rsa import rsa_timecourse
+    from figureground.analysis.study.inputs import condition_features
+    from figureground.analysis.study.rsa_results import rsa_one
+    from figureground.config import RsaConfig
+    from figureground.scale.study import _store
+
+    meg = things_meg.load(
+        synth / "meg" / "preprocessed_P1-epo.fif", synth / "meg" / "sample_attributes_P1.csv"
+    ).isel(time=slice(40, 60, 5))
+    features = condition_features(_store(synth), "layer2")
+    cfg = RsaConfig(levels=("concept",), n_boot=0, n_permutations=0)
+    table, rdms, labels = rsa_one(meg, features, "concept", cfg)
+    reference = rsa_timecourse(meg, features, level="concept")
+    assert (table["level"] == "concept").all()
+    assert labels == sorted(set(meg["concept"].values.astype(str)))
+    assert rdms.shape == (meg.sizes["time"], len(labels) * (len(labels) - 1) // 2)
+    keys = ["condition", "given", "time"]
+    merged = table.merge(reference, on=keys, suffixes=("", "_ref"))
+    assert len(merged) == len(reference)
+    np.testing.assert_allclose(merged["value"], merged["value_ref"], atol=1e-6)
+
+
+def test_study_groups_report_every_stage(synth, tmp_path):
+    from figureground.scale.study import StudySettings, run_group
+
+    settings = StudySettings(decim=4, n_permutations=5, time_step=20)
+    stages = run_group("rsa", synth, settings)
+    assert [s["stage"] for s in stages] == [
+        "meg_exp", "features", "rsa", "permutations", "bootstrap"
+    ]  # fmt: skip
+    assert all(s["seconds"] > 0 and s["peak_rss_mb"] > 0 and s["work"] > 0 for s in stages)
+    assert stages[0]["work"] == SynthSize.scaled(FRACTION).exp_images
+    fraction = 1 / 66  # 3 test images, the fewest an RSA ceiling takes
+    data = make_synth(tmp_path / "data", fraction=fraction, part_epochs=512, seed=3)
+    stages = run_group("ceilings", data, settings)
+    assert [s["stage"] for s in stages] == ["meg_test", "rsa_ceiling", "encoding_ceiling"]
+    size = SynthSize.scaled(fraction)
+    assert stages[0]["work"] == size.test_images * size.sessions == 36

@@ -158,6 +158,9 @@ def _n_conditions(n_pairs: int) -> int:
     return n
 
 
+PERMUTATION_MEMORY_BYTES = 2**29  # index and value gathers of one permutation batch
+
+
 def _standardise(values: np.ndarray, method: str) -> np.ndarray:
     """Centre and scale to unit norm along the last axis (after ranking for spearman)."""
     if method == "spearman":
@@ -187,14 +190,16 @@ def rdm_permutation_test(
     data_rdms : condensed data RDMs, (n_times, n_pairs) or (n_pairs,).
     model_rdm : condensed model RDM, (n_pairs,) or (n_times, n_pairs).
     method : "spearman" or "pearson" correlation between RDMs.
-    batch_size : permutations evaluated together (memory ~ batch_size x n_pairs x 8 bytes).
+    batch_size : permutations drawn together (the draws depend on it); they are evaluated
+        in sub-batches whose index and value gathers (about 40 bytes per pair and
+        permutation) stay under :data:`PERMUTATION_MEMORY_BYTES`.
 
     Returns
     -------
     :class:`PermutationResult` with ``observed`` of shape (n_times,) (or scalar) and ``null``
     of shape (n_permutations, n_times).
     """
-    data = np.asarray(data_rdms, dtype=np.float64)
+    data = np.asarray(data_rdms)  # float32 RDMs stay float32; standardised row by row
     model = np.asarray(model_rdm, dtype=np.float64)
     squeeze = data.ndim == 1
     data = np.atleast_2d(data)
@@ -205,7 +210,10 @@ def rdm_permutation_test(
     n = _n_conditions(data.shape[-1])
     # Correlation is invariant to the order of the entries, so ranking and scaling commute
     # with the permutation: standardise once, then only gather entries.
-    z_data = _standardise(data, method)
+    z_data = np.empty(data.shape, dtype=np.float64)
+    for row in range(data.shape[0]):
+        z_data[row] = _standardise(np.asarray(data[row], dtype=np.float64), method)
+    gather = max(1, min(batch_size, PERMUTATION_MEMORY_BYTES // (40 * data.shape[-1])))
     z_model = _standardise(model, method)
     rows, cols = np.triu_indices(n, 1)
     position = np.zeros((n, n), dtype=np.intp)
@@ -224,10 +232,12 @@ def rdm_permutation_test(
     for start in range(0, n_permutations, batch_size):
         size = min(batch_size, n_permutations - start)
         perms = rng.permuted(np.tile(np.arange(n), (size, 1)), axis=1)
-        gathered = z_model[..., position[perms[:, rows], perms[:, cols]]]
-        if model.ndim == 2:
-            gathered = np.moveaxis(gathered, 0, 1)  # (size, n_times, n_pairs)
-        null[start : start + size] = correlate(gathered)
+        for first in range(0, size, gather):  # gathers in sub-batches bound the memory
+            some = perms[first : first + gather]
+            gathered = z_model[..., position[some[:, rows], some[:, cols]]]
+            if model.ndim == 2:
+                gathered = np.moveaxis(gathered, 0, 1)  # (size, n_times, n_pairs)
+            null[start + first : start + first + len(some)] = correlate(gathered)
     if squeeze:
         observed, null = observed[0], null[:, 0]
     p_value = permutation_p_value(observed, null, alternative)

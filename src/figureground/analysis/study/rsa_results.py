@@ -45,7 +45,8 @@ def level_patterns(
     ids = [i for i in meg_ids if i in keep]
     if len(ids) < 3:
         raise DataError(f"{len(ids)} images have both responses and features; RSA needs 3")
-    meg_values = meg.sel(image=ids).transpose("image", "channel", "time").values
+    same = ids == meg_ids  # then no copy of (possibly 7 GB of) responses
+    meg_values = (meg if same else meg.sel(image=ids)).transpose("image", "channel", "time").values
     models = {
         name: np.asarray(array.sel(image=ids).values).reshape(len(ids), -1)
         for name, array in features.items()
@@ -204,6 +205,8 @@ def rsa_one(
     Returns the tidy table (:data:`RSA_COLUMNS` less model/weights/stratum), the MEG RDMs
     (times, pairs) and the labels of their rows (image ids or concepts).
     """
+    import xarray as xr
+
     from figureground.analysis.rdm_calc import compute_rdms
     from figureground.analysis.rsa import PARTIAL_PAIRS, rsa_timecourse
 
@@ -211,16 +214,30 @@ def rsa_one(
         wanted = {str(i) for i in image_ids}
         meg = meg.sel(image=[i for i in map(str, meg["image"].values) if i in wanted])
     meg_values, model_values, labels = level_patterns(meg, features, level)
+    if level == "concept":
+        # The concept level is the image-level RSA of the concept means; passing the means
+        # spares rsa_timecourse a second copy of every image's responses.
+        meg = xr.DataArray(
+            meg_values,
+            dims=("image", "channel", "time"),
+            coords={"image": labels, "channel": meg["channel"].values, "time": meg["time"].values},
+            attrs=meg.attrs,
+        )
+        features = {
+            name: xr.DataArray(model_values[name], dims=("image", "feature"),
+                               coords={"image": labels}, attrs=array.attrs)
+            for name, array in features.items()
+        }  # fmt: skip
     table = rsa_timecourse(
         meg,
         features,
         metric=cfg.metric,
         model_metric=cfg.model_metric,
         method=cfg.method,
-        level=level,
+        level="image",
         partial=cfg.partial,
         batch_size=cfg.batch_size,
-    )
+    ).assign(level=level)
     conditions = list(model_values)
     meg_rdms = compute_rdms(meg_values, cfg.metric, batch_size=cfg.batch_size)
     model_rdms = np.stack([compute_rdms(model_values[c], cfg.model_metric) for c in conditions])
