@@ -149,7 +149,9 @@ def run_group(group: str, data: Path, settings: StudySettings) -> list[dict[str,
         test = clock("meg_test", 0, lambda: inputs.load_test_recordings(files, **window)["P1"])
         clock.records[-1]["work"] = test.sizes["image"] * test.sizes["repetition"]
         cells = test.sizes["image"] * test.sizes["repetition"] * test.sizes["time"]
-        clock("rsa_ceiling", cells, lambda: rsa_ceiling_repetitions(test, cfg, "P1"))
+        n_test = test.sizes["image"]
+        pairs = n_test * (n_test - 1) // 2 * test.sizes["repetition"] * test.sizes["time"]
+        clock("rsa_ceiling", pairs, lambda: rsa_ceiling_repetitions(test, cfg, "P1"))
         clock("encoding_ceiling", cells, lambda: encoding_ceiling(test, cfg, "P1"))
         return clock.records
     meg = clock("meg_exp", 0, lambda: inputs.load_recordings(files, **window)["P1"])
