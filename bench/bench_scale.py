@@ -65,17 +65,18 @@ def growth_lines(runs: list[dict]) -> tuple[list[str], dict[str, list[float]]]:
     """Time ratio vs work ratio and exponent per stage between consecutive fractions."""
     lines, exponents = [], {}
     for a, b in itertools.pairwise(runs):
-        stages_a = {r["stage"]: r for r in a["stages"]}
+        stages_a = {(r["group"], r["stage"]): r for r in a["stages"]}
         for r in b["stages"]:
-            old = stages_a.get(r["stage"])
+            name = f"{r['group']}/{r['stage']}"
+            old = stages_a.get((r["group"], r["stage"]))
             if old is None or old["work"] <= 0 or r["work"] == old["work"]:
                 continue
             time_ratio = r["seconds"] / old["seconds"]
             work_ratio = r["work"] / old["work"]
             exponent = math.log(time_ratio) / math.log(work_ratio)
-            exponents.setdefault(r["stage"], []).append(exponent)
+            exponents.setdefault(name, []).append(exponent)
             lines.append(
-                f"{r['stage']:17s} {a['fraction']:g} -> {b['fraction']:g}: time x{time_ratio:.2f}"
+                f"{name:26s} {a['fraction']:g} -> {b['fraction']:g}: time x{time_ratio:.2f}"
                 f" for work x{work_ratio:.2f} (exponent {exponent:.2f})"
             )
     return lines, exponents
