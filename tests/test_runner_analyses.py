@@ -261,3 +261,24 @@ def test_span_basis_keeps_encoding_exact() -> None:
 def test_analyses_config_is_validated(section: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         parse_study({"analyses": section})
+
+
+def test_recordings_hold_one_participant_at_a_time(monkeypatch) -> None:
+    from figureground.analysis.study import inputs
+    from figureground.neural import things_meg
+
+    reads: list[str] = []
+
+    def fake_load(epochs, attributes, trial_type, **kwargs):
+        reads.append(str(epochs))
+        return {"epochs": str(epochs), **kwargs}
+
+    monkeypatch.setattr(things_meg, "load", fake_load)
+    files = {"P1": {"epochs": "p1.fif"}, "P2": {"epochs": "p2.fif"}}
+    meg = inputs.load_recordings(files, decim=2)
+    assert reads == []  # nothing read until asked
+    assert meg["P1"] == {"epochs": "p1.fif", "decim": 2}
+    assert meg["P1"]["epochs"] == "p1.fif" and reads == ["p1.fif"]  # held, not re-read
+    assert [p for p, _ in meg.items()] == ["P1", "P2"]
+    assert reads == ["p1.fif", "p2.fif"]
+    assert meg._held[0] == "P2"  # only the last one is held

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +18,44 @@ log = logs.get_logger(__name__)
 # ----------------------------------------------------------------------------- inputs
 
 
+class LazyRecordings(Mapping[str, Any]):
+    """Per-participant experiment responses, loaded on access, one participant in memory.
+
+    A THINGS-MEG participant's responses are 6.8 GB at full size (22,248 images x 271 x 281
+    float32); holding four at once would not fit a 24 GB machine. Each access to another
+    participant drops the one held and reads the next (chunked, see ``things_meg.load``), so
+    analyses that loop over participants more than once pay a re-read, never the memory.
+    """
+
+    def __init__(self, neural_files: Mapping[str, Mapping[str, Path | None]], **kwargs: Any):
+        self._files = dict(neural_files)
+        self._kwargs = kwargs
+        self._held: tuple[str, Any] | None = None
+
+    def __getitem__(self, participant: str) -> Any:
+        from figureground.neural import things_meg
+
+        if self._held is None or self._held[0] != participant:
+            files = self._files[participant]
+            self._held = None  # release the previous participant before reading the next
+            responses = things_meg.load(
+                files["epochs"], files.get("attributes"), trial_type="exp", **self._kwargs
+            )
+            self._held = (participant, responses)
+        return self._held[1]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+
 def load_recordings(
     neural_files: Mapping[str, Mapping[str, Path | None]], **kwargs: Any
-) -> dict[str, Any]:
-    """Per-participant experiment responses, dims (image, channel, time)."""
-    from figureground.neural import things_meg
-
-    return {
-        participant: things_meg.load(
-            files["epochs"], files.get("attributes"), trial_type="exp", **kwargs
-        )
-        for participant, files in neural_files.items()
-    }
+) -> LazyRecordings:
+    """Per-participant experiment responses, dims (image, channel, time), read lazily."""
+    return LazyRecordings(neural_files, **kwargs)
 
 
 def load_test_recordings(
