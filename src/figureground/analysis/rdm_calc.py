@@ -59,6 +59,7 @@ class NumpyGram:
         # upper triangle, whose pairs lie n elements apart).
         self._flat = (rows * n_conditions + cols).astype(np.intp)
         self._n = n_conditions
+        self._buffer: np.ndarray | None = None
 
     def __call__(
         self, Y: np.ndarray, Z: np.ndarray | None = None, z_weight: float = 0.0
@@ -67,7 +68,11 @@ class NumpyGram:
         from scipy.linalg import blas
 
         syrk = blas.dsyrk if Y.dtype == np.float64 else blas.ssyrk
-        condensed = np.empty((Y.shape[0], self._flat.size), dtype=Y.dtype)
+        # One output buffer reused batch after batch: a fresh 100 MB array per batch costs
+        # more in page faults than the gather itself. Callers use a batch before the next.
+        if self._buffer is None or self._buffer.dtype != Y.dtype or len(self._buffer) < len(Y):
+            self._buffer = np.empty((Y.shape[0], self._flat.size), dtype=Y.dtype)
+        condensed = self._buffer[: Y.shape[0]]
         diag = np.empty((Y.shape[0], self._n), dtype=Y.dtype)
         for k in range(Y.shape[0]):
             # a^T a with a = Y[k]^T, which is Fortran-contiguous: no copy
@@ -334,6 +339,19 @@ def _result_dtype(X: np.ndarray) -> np.dtype:
     return np.dtype(np.float64) if X.dtype == np.float64 else np.dtype(np.float32)
 
 
+def _time_major(block: np.ndarray, rows_per_copy: int = 64) -> np.ndarray:
+    """(folds, conditions, channels, b) -> contiguous (b, folds, conditions, channels).
+
+    Copied a few conditions at a time: each piece of the input is then read while it is in
+    cache, 2.5x faster than one ``ascontiguousarray(moveaxis(...))`` over the whole block.
+    """
+    out = np.empty((block.shape[-1], *block.shape[:-1]), dtype=block.dtype)
+    for start in range(0, block.shape[1], rows_per_copy):
+        piece = slice(start, start + rows_per_copy)
+        out[:, :, piece] = np.moveaxis(block[:, piece], -1, 0)
+    return out
+
+
 def iter_rdm_batches(
     X: np.ndarray,
     metric: str = "correlation",
@@ -348,6 +366,9 @@ def iter_rdm_batches(
     device: str | None = None,
 ) -> Iterator[tuple[slice, np.ndarray]]:
     """Yield ``(time_slice, rdms)`` for batches of time points; see :func:`compute_rdms`.
+
+    The yielded array may be reused for the next batch: use or copy it before asking for
+    the next one.
 
     For 2-D (or 3-D crossnobis fold) input a single batch ``(slice(0, 1), rdm[None])``.
     """
@@ -407,7 +428,7 @@ def iter_rdm_batches(
     for start in range(0, n_times, batch_size):
         stop = min(start + batch_size, n_times)
         # (b, folds, conditions, channels), contiguous per time point
-        block = np.ascontiguousarray(np.moveaxis(fold_data[..., start:stop], -1, 0))
+        block = _time_major(fold_data[..., start:stop])
         if metric == "crossnobis":
             rdms = _crossnobis_batch(block, whiten, gram, rows, cols)
         else:
