@@ -267,7 +267,6 @@ def extract_features(
         The store's path.
     """
     import torch
-    from torch.utils.data import DataLoader
 
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}; expected float32 or float16")
@@ -338,6 +337,66 @@ def extract_features(
     if channels_last:
         extractor = extractor.to(memory_format=torch.channels_last)
     extractor = extractor.to(target)
+    with _BackgroundWriter() as background:
+        _extract_variants(
+            feature_source, out, layers, loaded, extractor, target, pool_fn, precision,
+            workers, channels_last, gpu_decode, background,
+        )  # fmt: skip
+    return out
+
+
+class _BackgroundWriter:
+    """Writes batches to the store in one background thread, at most one batch behind.
+
+    Compression and file writes of batch k overlap the forward pass of batch k + 1; a batch
+    is handed over only after the previous one is written, so memory holds at most two
+    batches and ``done`` flags still follow their data (a kill leaves only whole batches).
+    """
+
+    def __enter__(self) -> _BackgroundWriter:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._pending = None
+        return self
+
+    def submit(self, write: Any, *args: Any) -> None:
+        """Wait for the previous batch (raising its error), then start writing this one."""
+        self.wait()
+        self._pending = self._pool.submit(write, *args)
+
+    def wait(self) -> None:
+        """Block until the batch in flight is written; re-raise its error."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def _extract_variants(
+    feature_source: Any,
+    out: Path,
+    layers: Sequence[str],
+    loaded: models.LoadedModel,
+    extractor: Any,
+    target: Any,
+    pool_fn: Callable[[Any], Any],
+    precision: str,
+    workers: int,
+    channels_last: bool,
+    gpu_decode: str,
+    background: _BackgroundWriter,
+) -> None:
+    """The serial extraction loop over variants and pending chunks."""
+    import torch
+    from torch.utils.data import DataLoader
+
     for variant in feature_source.variants:
         writer = store.GroupWriter(out, variant, layers)
         paths = feature_source.paths[variant]
@@ -377,6 +436,7 @@ def extract_features(
             values = {name: outputs[name].numpy() for name in layers}
             for array in values.values():
                 array[~ok] = np.nan
-            writer.write(batch_indices[0], values, digests, np.where(ok, store.DONE, store.FAILED))
+            status = np.where(ok, store.DONE, store.FAILED)
+            background.submit(writer.write, batch_indices[0], values, digests, status)
+        background.wait()
         log.info("%s: stored %d images", variant, len(indices))
-    return out
