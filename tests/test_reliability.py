@@ -146,10 +146,11 @@ def test_differences_names_changed_and_missing_files(tmp_path: Path) -> None:
     for root in (a, b):
         (root / "results").mkdir(parents=True)
         (root / "results" / "x.csv").write_text("1")
-        (root / "fig.svg").write_text(str(root))  # SVGs are not compared
+        (root / "fig.svg").write_text(str(root))  # figures are compared too (fixed ids)
+        (root / "stages.json").write_text(str(root))  # bookkeeping is not
     (b / "results" / "y.csv").write_text("2")
     assert differences(a, a) == []
-    assert differences(a, b) == ["results/y.csv"]
+    assert differences(a, b) == ["fig.svg", "results/y.csv"]
 
 
 def test_source_has_no_shell_strings_unguarded_pickle_or_unsafe_yaml() -> None:

@@ -67,9 +67,8 @@ def markdown(outcomes: list[Outcome], timings: dict[str, float], command: str) -
         "",
         "Compared byte for byte against the uninterrupted run: every file under results/, "
         "variants/ (images, records, CSV), features/*.zarr (chunks and metadata), neural/, "
-        "stimuli/, figures/*.png and report.html. Not compared: lock files, `.stages/` and "
-        "`stages.json` (bookkeeping) and figures/*.svg (matplotlib writes random element ids "
-        "into SVG files unless `svg.hashsalt` is set).",
+        "stimuli/, figures/ (PNG and SVG) and report.html. Not compared: lock files, "
+        "`.stages/` and `stages.json` (bookkeeping).",
         "",
         "Damaged caches: the run's stage records hold SHA-256 hashes of files and the names "
         "and sizes of the files in folder outputs (variants/, feature stores), so a truncated "
