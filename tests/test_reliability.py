@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +158,28 @@ def test_source_has_no_shell_strings_unguarded_pickle_or_unsafe_yaml() -> None:
     source = Path(__file__).resolve().parents[1] / "src" / "figureground"
     outcomes = security.scan(source)
     assert outcomes and all(o.ok for o in outcomes), [o.detail for o in outcomes if not o.ok]
+
+
+def test_truncated_compressed_chunk_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    """Blosc reads past a truncated buffer; the store's CRC-32C must stop that first."""
+    script = f"""
+import numpy as np
+from pathlib import Path
+from figureground.features import store
+path = store.create_store(Path({str(tmp_path)!r}) / "f.zarr", ["original"],
+                          [f"i{{k}}" for k in range(4)], ["c"] * 4, {{"layer2": (128, 28, 28)}},
+                          "float32", 2, {{"params_hash": "x"}})
+values = np.maximum(np.random.default_rng(0).normal(size=(4, 128, 28, 28)), 0).astype("float32")
+writer = store.GroupWriter(path, "original", ["layer2"])
+writer.write(0, {{"layer2": values[:2]}}, ["a", "b"], np.array([1, 1]))
+writer.write(2, {{"layer2": values[2:]}}, ["c", "d"], np.array([1, 1]))
+chunk = path / "original" / "layer2" / "c" / "1" / "0" / "0" / "0"
+data = chunk.read_bytes()
+chunk.write_bytes(data[: len(data) // 2])
+print(store.GroupWriter(path, "original", ["layer2"]).verify_done())
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert proc.stdout.strip().splitlines()[-1] == "[1]"

@@ -117,14 +117,16 @@ def create_store(
         )
         for layer, shape in layer_shapes.items()
     }
-    # Blosc LZ4 with bit shuffling: 2.6x faster to write than zarr's default Zstd on ReLU
-    # activations (measured: 0.15 s vs 0.39 s per batch of 32 ResNet50 layer2 maps), which
-    # keeps the store writes from slowing the forward pass; zeros still compress.
-    from zarr.codecs import BloscCodec
+    # Blosc LZ4 with bit shuffling: about 2x faster to write than zarr's default Zstd on ReLU
+    # activations (0.21 s vs 0.39 s per batch of 32 ResNet50 layer2 maps, CRC included), so
+    # store writes keep up with the forward pass; zeros still compress. The CRC-32C after it
+    # is checked before decompression: Blosc reads past the end of a truncated chunk file
+    # (a crash), while a failed checksum is an ordinary error that marks the chunk damaged.
+    from zarr.codecs import BloscCodec, Crc32cCodec
 
-    codec = BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle")
+    codecs = [BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle"), Crc32cCodec()]
     encoding: dict[str, dict[str, Any]] = {
-        layer: {"chunks": (chunk, *shape), "compressors": [codec]}
+        layer: {"chunks": (chunk, *shape), "compressors": codecs}
         for layer, shape in layer_shapes.items()
     }
     encoding["sha256"] = {"chunks": (chunk,)}
