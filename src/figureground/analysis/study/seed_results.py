@@ -25,23 +25,38 @@ def seed_results(
     from figureground.analysis.seed import seed_analysis
     from figureground.features.store import open_features
 
-    tables = []
-    for info in feature_stores.values():
-        groups = {condition: open_features(info["store"], condition) for condition in CONDITIONS}
-        for layer in info["layers"]:
-            tables.append(
-                seed_analysis(
-                    meg,
-                    groups,
-                    layer=layer,
-                    model=info["model"],
-                    weights=info["weights"],
-                    response=cfg.seed.response,
-                    tmin=cfg.seed.tmin,
-                    tmax=cfg.seed.tmax,
-                    zscore=cfg.seed.zscore,
+    stores = [
+        (info, {condition: open_features(info["store"], condition) for condition in CONDITIONS})
+        for info in feature_stores.values()
+    ]
+    # Participants outermost: the recordings are read lazily, one participant at a time, so
+    # this order reads each participant once (not once per store, layer and condition).
+    parts: dict[tuple[int, str], list[pd.DataFrame]] = {}
+    for participant in meg:
+        responses = {participant: meg[participant]}
+        for index, (info, groups) in enumerate(stores):
+            for layer in info["layers"]:
+                parts.setdefault((index, layer), []).append(
+                    seed_analysis(
+                        responses,
+                        groups,
+                        layer=layer,
+                        model=info["model"],
+                        weights=info["weights"],
+                        response=cfg.seed.response,
+                        tmin=cfg.seed.tmin,
+                        tmax=cfg.seed.tmax,
+                        zscore=cfg.seed.zscore,
+                    )
                 )
-            )
+    # Rows in the order of one call over all participants: condition, then participant.
+    order = {condition: rank for rank, condition in enumerate(CONDITIONS)}
+    tables = [
+        pd.concat(found, ignore_index=True)
+        .sort_values("condition", key=lambda c: c.map(order), kind="stable")
+        .reset_index(drop=True)
+        for found in parts.values()
+    ]
     if not tables:
         raise DataError("no feature stores to analyse")
     return pd.concat(tables, ignore_index=True)
