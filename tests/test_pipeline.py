@@ -12,28 +12,11 @@ import pytest
 from figureground.config import parse_study
 from figureground.errors import UsageError
 from figureground.pipeline import run_lock, run_study
+from figureground.reliability.harness import tiny_study
 
+# The reliability trials' tiny study, with every analysis on (small settings).
 TINY_STUDY = {
-    "name": "tiny",
-    "output": "run",
-    "stimuli": {"demo": True, "root": "stimuli", "layout": "things", "exemplars": 1},
-    "variants": {"segmenter": "grabcut", "workers": 1},
-    "features": {
-        "batch_size": 4,
-        "models": [{"name": "resnet18", "weights": "none", "seed": 3, "layers": ["layer2"]}],
-    },
-    "neural": {
-        "source": "simulate",
-        "simulate": {
-            "fg_weight": 1.0,
-            "bg_weight": 0.0,
-            "snr": 2.0,
-            "seed": 1,
-            "participants": 2,
-            "test_images": 1,
-            "test_reps": 2,
-        },
-    },
+    **tiny_study(),
     "analyses": {
         "seed": {"n_boot": 200},
         "responses": {"decim": 4},
@@ -49,7 +32,6 @@ TINY_STUDY = {
         "noise_ceiling": {"n_splits": 5},
         "stats": {"n_permutations": 64},
     },
-    "report": {"examples": 2},
 }
 
 
