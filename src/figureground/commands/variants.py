@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--segmenter",
         default="isnet",
-        help="isnet (default), u2net, rembg:<model>, grabcut or masks:<dir>",
+        help="isnet (default), isnet-torch[:bf16|fp16|fp32] (batched, for a GPU), u2net, "
+        "rembg:<model>, grabcut or masks:<dir>",
     )
     parser.add_argument(
         "--inpaint",
@@ -74,7 +75,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=(255, 255, 255),
         help="background colour of no-background images, R,G,B (default: white)",
     )
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default: 1); with isnet-torch, loader threads (default: cores)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="images per device batch (isnet-torch) or per Dask task (default: 16)",
+    )
     parser.add_argument(
         "--scheduler",
         default="serial",
@@ -104,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         csv_path=args.csv_path,
         scheduler=args.scheduler,
+        batch_size=args.batch_size,
     )
     n_failed = int((table["status"] != "ok").sum())
     print(f"variants: {len(table) - n_failed} of {len(table)} images ok -> {args.out}")

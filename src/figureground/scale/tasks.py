@@ -23,10 +23,12 @@ log = logs.get_logger(__name__)
 
 def variants_batch(tasks: list[dict[str, Any]], spec: Any) -> list[dict[str, Any]]:
     """Variants of a batch of images with this worker's one segmenter (records returned)."""
-    from figureground.variants.run import process_image
+    from figureground.variants.run import is_batched, process_batches, process_image
     from figureground.variants.segment import build_segmenter
 
     segmenter = worker_cached(("segmenter", spec), lambda: build_segmenter(spec))
+    if is_batched(segmenter):  # the whole task is one batch on the worker's device
+        return list(process_batches(tasks, segmenter, len(tasks), len(tasks)))
     return [process_image(task, segmenter) for task in tasks]
 
 

@@ -49,6 +49,7 @@ from figureground.variants.segment import (
     Segmenter,
     SegmenterSpec,
     build_segmenter,
+    is_batched_kind,
     resolve_segmenter,
 )
 
@@ -150,6 +151,51 @@ def outputs_intact(out_dir: Path, rel: str, record: dict[str, Any]) -> bool:
     return True
 
 
+def _reused_record(task: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of an image already done with the same inputs, or ``None``."""
+    out_dir, rel = Path(task["out_dir"]), task["path"]
+    previous = _read_record(variant_path(out_dir, rel, RECORDS))
+    if (
+        previous
+        and previous.get("image_sha256") == task["sha256"]
+        and previous.get("params_hash") == task["params_hash"]
+        and outputs_intact(out_dir, rel, previous)
+    ):
+        return {**previous, "image_id": task["image_id"], "skipped": True}
+    return None
+
+
+def _failed_record(task: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    """The record of an image that failed; a full disk is raised instead (all would fail)."""
+    if is_disk_full(exc):
+        raise exc
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    if not isinstance(exc, FigureGroundError):
+        message = f"{type(exc).__name__}: {message}"
+    return {"image_id": task["image_id"], "status": "failed", "error": message}
+
+
+def _write_image_variants(
+    task: dict[str, Any], rgb: np.ndarray, alpha: np.ndarray
+) -> dict[str, Any]:
+    """Make and write the three variants of one image, then its record (last)."""
+    out_dir, rel = Path(task["out_dir"]), task["path"]
+    params = VariantParams(**{**task["params"], "fill": tuple(task["params"]["fill"])})
+    images = make_image_variants(rgb, alpha, params)
+    metrics = mask_metrics(
+        images["mask"].astype(np.float32) / 255.0, params.threshold, params.little_background_above
+    )
+    hashes = {}
+    for variant in VARIANTS:
+        data = encode_png(images[variant])
+        atomic_write_bytes(variant_path(out_dir, rel, variant), data)
+        hashes[variant] = sha256_bytes(data)
+    key = {"image_sha256": task["sha256"], "params_hash": task["params_hash"]}
+    record = {**key, "status": "ok", "error": "", **metrics, "outputs": hashes}
+    atomic_write_json(variant_path(out_dir, rel, RECORDS), record)  # last: marks it done
+    return {**record, "image_id": task["image_id"], "skipped": False}
+
+
 def process_image(task: dict[str, Any], segmenter: Segmenter) -> dict[str, Any]:
     """Make (or reuse) the variants of one image; return its record.
 
@@ -157,41 +203,113 @@ def process_image(task: dict[str, Any], segmenter: Segmenter) -> dict[str, Any]:
     """
     from figureground.stimuli import load_rgb
 
-    out_dir, rel = Path(task["out_dir"]), task["path"]
-    record_path = variant_path(out_dir, rel, RECORDS)
-    key = {"image_sha256": task["sha256"], "params_hash": task["params_hash"]}
-    previous = _read_record(record_path)
-    if (
-        previous
-        and all(previous.get(k) == v for k, v in key.items())
-        and outputs_intact(out_dir, rel, previous)
-    ):
-        return {**previous, "image_id": task["image_id"], "skipped": True}
-    params = VariantParams(**{**task["params"], "fill": tuple(task["params"]["fill"])})
+    if reused := _reused_record(task):
+        return reused
     try:
         rgb = load_rgb(task["source"])
-        alpha = segmenter(rgb, task["image_id"])
-        images = make_image_variants(rgb, alpha, params)
-        metrics = mask_metrics(
-            images["mask"].astype(np.float32) / 255.0,
-            params.threshold,
-            params.little_background_above,
-        )
-        hashes = {}
-        for variant in VARIANTS:
-            data = encode_png(images[variant])
-            atomic_write_bytes(variant_path(out_dir, rel, variant), data)
-            hashes[variant] = sha256_bytes(data)
+        return _write_image_variants(task, rgb, segmenter(rgb, task["image_id"]))
     except Exception as exc:  # one bad image in 20,000 is reported and skipped
+        return _failed_record(task, exc)
+
+
+def is_batched(segmenter: Segmenter) -> bool:
+    """Whether ``segmenter`` segments batches on a device (``prepare``/``infer``/``restore``)."""
+    return all(hasattr(segmenter, name) for name in ("prepare", "infer", "restore"))
+
+
+def _load_and_prepare(task: dict[str, Any], segmenter: Any) -> tuple[str, Any, Any]:
+    """("done", record) | ("failed", record) | ("todo", rgb, network input), on a thread."""
+    from figureground.stimuli import load_rgb
+
+    if reused := _reused_record(task):
+        return ("done", reused, None)
+    try:
+        rgb = load_rgb(task["source"])
+        return ("todo", rgb, segmenter.prepare(rgb))
+    except Exception as exc:
+        return ("failed", _failed_record(task, exc), None)
+
+
+def _restore_and_write(
+    task: dict[str, Any], segmenter: Any, rgb: np.ndarray, mask: np.ndarray
+) -> dict[str, Any]:
+    try:
+        return _write_image_variants(task, rgb, segmenter.restore(mask, rgb.shape[:2]))
+    except Exception as exc:
+        return _failed_record(task, exc)
+
+
+def process_batches(
+    tasks: list[dict[str, Any]], segmenter: Any, threads: int, batch_size: int
+) -> Iterator[dict[str, Any]]:
+    """Records of ``tasks`` (in order) with a batched segmenter.
+
+    Threads load, resize and later finish (inpaint, encode, write) images while the device
+    segments: the next batch is loaded while the current one is on the device. A batch that
+    fails on the device (out of memory, a bad image) is retried one image at a time, so one
+    bad image fails alone.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [tasks[i : i + batch_size] for i in range(0, len(tasks), batch_size)]
+
+    def load(batch: list[dict[str, Any]]) -> list[Any]:
+        return [pool.submit(_load_and_prepare, task, segmenter) for task in batch]
+
+    def results(batch: list[dict[str, Any]], loaded: list[Any], finishing: dict) -> Iterator:
+        for task, item in zip(batch, loaded, strict=True):
+            if item[0] != "todo":
+                yield item[1]
+                continue
+            future, mask = finishing[task["image_id"]]
+            yield future.result() if future is not None else _failed_record(task, mask)
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        loading = load(batches[0]) if batches else []
+        previous: tuple[Any, ...] | None = None
+        for index, batch in enumerate(batches):
+            loaded = [future.result() for future in loading]
+            if index + 1 < len(batches):
+                loading = load(batches[index + 1])  # read ahead while the device works
+            todo = [(t, item) for t, item in zip(batch, loaded, strict=True) if item[0] == "todo"]
+            masks = _infer_or_one_by_one(segmenter, todo)
+            finishing = {
+                task["image_id"]: (
+                    pool.submit(_restore_and_write, task, segmenter, item[1], mask)
+                    if isinstance(mask, np.ndarray)
+                    else None,
+                    mask,
+                )
+                for (task, item), mask in zip(todo, masks, strict=True)
+            }
+            if previous is not None:  # the batch before finishes while this one was inferred
+                yield from results(*previous)
+            previous = (batch, loaded, finishing)
+        if previous is not None:
+            yield from results(*previous)
+
+
+def _infer_or_one_by_one(segmenter: Any, todo: list[tuple[dict[str, Any], Any]]) -> list[Any]:
+    """Masks of a batch; if the batch fails, each image alone (an exception where it fails)."""
+    if not todo:
+        return []
+    try:
+        return list(segmenter.infer([item[2] for _, item in todo]))
+    except Exception as exc:
         if is_disk_full(exc):
             raise
-        message = str(exc).splitlines()[0] if str(exc) else ""
-        if not isinstance(exc, FigureGroundError):
-            message = f"{type(exc).__name__}: {message}"
-        return {"image_id": task["image_id"], "status": "failed", "error": message}
-    record = {**key, "status": "ok", "error": "", **metrics, "outputs": hashes}
-    atomic_write_json(record_path, record)  # written last: marks the image done
-    return {**record, "image_id": task["image_id"], "skipped": False}
+        if len(todo) == 1:
+            return [exc]
+        log.warning("a batch of %d images failed (%s); retrying one by one", len(todo), exc)
+    masks: list[Any] = []
+    for _, item in todo:
+        try:
+            masks.append(segmenter.infer([item[2]])[0])
+        except Exception as exc:
+            if is_disk_full(exc):
+                raise
+            masks.append(exc)
+    return masks
 
 
 # Per-process state of a worker: its one segmenter session, built by the pool initializer.
@@ -207,14 +325,27 @@ def _process_in_worker(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_tasks(
-    tasks: list[dict[str, Any]], spec: SegmenterSpec, workers: int, scheduler: str = "serial"
+    tasks: list[dict[str, Any]],
+    spec: SegmenterSpec,
+    workers: int,
+    scheduler: str = "serial",
+    batch_size: int = 16,
 ) -> Iterator[dict[str, Any]]:
     if not tasks:
         return
     if parse_scheduler(scheduler).distributed:
         from figureground.scale.tasks import run_variant_tasks
 
-        yield from run_variant_tasks(tasks, spec, scheduler)
+        yield from run_variant_tasks(tasks, spec, scheduler, batch_size)
+        return
+    if is_batched_kind(spec):
+        segmenter = build_segmenter(spec)
+        threads = workers if workers > 1 else (os.cpu_count() or 1)
+        yield from logs.progress(
+            process_batches(tasks, segmenter, threads, batch_size),
+            total=len(tasks),
+            desc="variants",
+        )
         return
     if workers <= 1:
         segmenter = build_segmenter(spec)
@@ -264,6 +395,7 @@ def make_variants(
     workers: int = 1,
     csv_path: str | os.PathLike | None = None,
     scheduler: str = "serial",
+    batch_size: int = 16,
 ) -> pd.DataFrame:
     """Write the variants of every image under ``source_root`` to ``out_dir``.
 
@@ -288,7 +420,11 @@ def make_variants(
     little_background_above
         ``fg_fraction`` above which an image is flagged ``little_background``.
     workers
-        Worker processes, each with one segmenter session.
+        Worker processes, each with one segmenter session. With a batched segmenter
+        (``isnet-torch``) one process holds the network and ``workers`` threads load and
+        finish images (default: one per CPU core).
+    batch_size
+        Images per batch on the device (batched segmenters) or per Dask task.
     scheduler
         ``serial`` (default: ``workers`` decides), ``local[:N]`` or a Dask scheduler address:
         batches of images go to Dask workers, one segmenter per worker process.
@@ -313,6 +449,8 @@ def make_variants(
     params.validate()
     if workers < 1:
         raise UsageError(f"--workers {workers}: expected at least 1")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size}: expected at least 1")
     parse_scheduler(scheduler)
     if manifest is None:
         from figureground.stimuli import build_manifest
@@ -321,9 +459,10 @@ def make_variants(
             source_root, layout=layout, exemplars=exemplars, csv_path=csv_path
         )
     spec = resolve_segmenter(segmenter)
-    key = params_hash(
-        {"params": asdict(params), "model_sha256": spec.model_sha256, "format": FORMAT_VERSION}
-    )
+    key_fields = {"params": asdict(params), "model_sha256": spec.model_sha256}
+    if spec.precision:  # batched torch segmenters: bf16 and fp32 masks differ slightly
+        key_fields["precision"] = spec.precision
+    key = params_hash({**key_fields, "format": FORMAT_VERSION})
     out_dir.mkdir(parents=True, exist_ok=True)
     if removed := remove_stale_temporaries(out_dir):
         log.info("removed %d temporary files left by an interrupted run", removed)
@@ -349,7 +488,7 @@ def make_variants(
         "variants of %d images with %s (%d workers) -> %s", len(tasks), spec.spec, workers, out_dir
     )
     skipped = 0
-    for record in _run_tasks(tasks, spec, workers, scheduler):
+    for record in _run_tasks(tasks, spec, workers, scheduler, batch_size):
         records[record["image_id"]] = record
         skipped += bool(record.get("skipped"))
     if skipped:

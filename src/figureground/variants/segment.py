@@ -1,8 +1,8 @@
 """Segmenters: an RGB image in, a soft alpha in [0, 1] at the image's own resolution out.
 
-A segmenter is named by a spec string: ``isnet`` (default), ``u2net``, ``rembg:<model>``,
-``grabcut`` or ``masks:<dir>``. Each kind has two steps, kept apart so that work spreads over
-processes:
+A segmenter is named by a spec string: ``isnet`` (default), ``isnet-torch`` (batched, GPU),
+``u2net``, ``rembg:<model>``, ``grabcut`` or ``masks:<dir>``. Each kind has two steps, kept
+apart so that work spreads over processes:
 
 - ``resolve(argument) -> SegmenterSpec`` runs once in the main process: it finds and verifies
   the model file (or fails with one line saying how to provide it) and records provenance.
@@ -41,6 +41,7 @@ class SegmenterSpec:
     model_sha256: str = ""
     mask_dir: str = ""
     license: str = ""
+    precision: str = ""
 
     def provenance(self) -> dict[str, str]:
         """The fields recorded in variants.json (no machine-specific paths besides the file)."""
@@ -60,6 +61,7 @@ class SegmenterKind:
     resolve: Callable[[str], SegmenterSpec]
     build: Callable[[SegmenterSpec], Segmenter]
     help: str
+    batched: bool = False
 
 
 # ---------------------------------------------------------------- rembg-based segmenters
@@ -287,9 +289,22 @@ def resolve_masks(directory: str) -> SegmenterSpec:
 
 # ---------------------------------------------------------------- registry
 
+
+def _torch_module():  # imported on use: it imports this module, and torch is slow to import
+    from figureground.variants import segment_torch
+
+    return segment_torch
+
+
 SEGMENTERS: dict[str, SegmenterKind] = {
     "isnet": SegmenterKind(
         resolve_isnet, RembgSegmenter, "DIS general-use network via rembg (fetch-models isnet)"
+    ),
+    "isnet-torch": SegmenterKind(
+        lambda argument: _torch_module().resolve_isnet_torch(argument),
+        lambda spec: _torch_module().TorchIsnetSegmenter(spec),
+        "ISNet run by PyTorch in batches on a GPU (isnet-torch[:bf16|fp16|fp32])",
+        batched=True,
     ),
     "u2net": SegmenterKind(resolve_u2net, RembgSegmenter, "rembg's U^2-Net"),
     "rembg": SegmenterKind(resolve_rembg, RembgSegmenter, "rembg:<model>, any local rembg model"),
@@ -323,6 +338,11 @@ def resolve_segmenter(spec: str) -> SegmenterSpec:
             f"{', '.join(sorted(SEGMENTERS))} (rembg:<model>, masks:<dir>)"
         )
     return SEGMENTERS[kind].resolve(argument)
+
+
+def is_batched_kind(spec: SegmenterSpec) -> bool:
+    """Whether the segmenter runs batches on a device (one process, loader threads)."""
+    return SEGMENTERS[spec.kind].batched
 
 
 def build_segmenter(spec: SegmenterSpec) -> Segmenter:
