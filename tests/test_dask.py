@@ -13,10 +13,12 @@ from pathlib import Path
 import cloudpickle
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.spatial.distance import pdist
 from scipy.stats import spearmanr
 
+from figureground.analysis import stats
 from figureground.errors import UsageError
 from figureground.features import extract, store
 from figureground.scale import tasks
@@ -133,6 +135,10 @@ def test_permutations_on_dask_equal_serial(client):
     assert serial.null.shape == (300, 3)
     assert serial.p_value[0] == pytest.approx(1 / 301)  # strong effect beats every permutation
     assert abs(serial.null.mean()) < 0.05
+    # Block 0 is the plain test with its own seed: standardising once changes nothing.
+    first = int(np.random.SeedSequence([4, 0]).generate_state(1)[0])
+    plain = stats.rdm_permutation_test(data, model, 100, seed=first, batch_size=64)
+    np.testing.assert_allclose(serial.null[:100], plain.null, atol=1e-12)
 
 
 # ------------------------------------------------------------------------------ killed workers
@@ -184,3 +190,41 @@ def test_local_scheduler_string_runs_a_cluster(stimuli, tmp_path):
     serial = _variants(stimuli, tmp_path / "serial")
     local = _variants(stimuli, tmp_path / "local", scheduler="local:1")
     assert local.equals(serial)
+
+
+# ------------------------------------------------------------------------------ a whole study
+
+
+def test_run_study_on_dask_writes_what_the_serial_run_writes(client, tmp_path: Path) -> None:
+    """Variants, features and the RSA permutation tests of a study on a LocalCluster."""
+    from figureground.config import parse_study
+    from figureground.pipeline import run_study
+    from figureground.reliability.harness import tiny_study
+
+    spec = {
+        **tiny_study(),
+        "analyses": {
+            "seed": {"enabled": False},
+            "responses": {"decim": 4},
+            "rsa": {"n_boot": 0, "n_permutations": 300, "levels": ["image"], "partial": False},
+            "encoding": {"enabled": False},
+            "noise_ceiling": {"enabled": False},
+        },
+    }
+    runs = {}
+    for name, scheduler in (("serial", "serial"), ("dask", client)):
+        study = parse_study(spec, base_dir=tmp_path / name)
+        runs[name] = run_study(study, scheduler=scheduler).run_dir
+    serial, dask = runs["serial"], runs["dask"]
+    pngs = sorted(p.relative_to(serial) for p in (serial / "variants").rglob("*.png"))
+    assert pngs and all((serial / p).read_bytes() == (dask / p).read_bytes() for p in pngs)
+    store_name = next((serial / "features").glob("*.zarr")).name
+    for variant in ("no_background", "no_foreground"):
+        ours, theirs = (
+            store.open_features(r / "features" / store_name, variant) for r in runs.values()
+        )
+        np.testing.assert_array_equal(ours["layer2"].values, theirs["layer2"].values)
+    table = (serial / "results" / "rsa_timecourse.csv").read_bytes()
+    assert table == (dask / "results" / "rsa_timecourse.csv").read_bytes()
+    p_values = pd.read_csv(serial / "results" / "rsa_timecourse.csv")["p_perm"]
+    assert p_values.notna().any() and (p_values >= 1 / 301).all()

@@ -46,6 +46,7 @@ class VariantsConfig:
     threshold: float = 0.5
     dilate: int = 5
     workers: int = 1
+    batch_size: int = 16  # images per device batch (isnet-torch) or per Dask task
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,9 @@ class RunState:
     neural_files: dict[str, dict[str, Path]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # Where variants, features and permutations run: "serial" or a Dask Client (not hashed:
+    # results do not depend on it).
+    scheduler: Any = "serial"
 
 
 @contextlib.contextmanager
@@ -193,6 +196,8 @@ def stage_variants(state: RunState, cache: StageCache) -> None:
             threshold=cfg.threshold,
             dilate=cfg.dilate,
             workers=cfg.workers,
+            scheduler=state.scheduler,
+            batch_size=cfg.batch_size,
         )
         failed = table[table["status"] != "ok"]
         for row in failed.itertuples():
@@ -237,6 +242,7 @@ def _extract_one(state: RunState, cache: StageCache, model: ModelConfig) -> dict
             device=cfg.device,
             seed=model.seed,
             workers=cfg.workers,
+            scheduler=state.scheduler,
         )
         cache.mark_done(stage, key, [store])
     return {
@@ -343,6 +349,7 @@ def stage_analyses(state: RunState, cache: StageCache) -> None:
         state.feature_stores,
         results_dir,
         provenance=run_provenance(state),
+        scheduler=state.scheduler,
     )
     # Every result file is recorded with its hash, so an edited or damaged one is recomputed.
     cache.mark_done(
@@ -393,12 +400,23 @@ def run_provenance(state: RunState) -> dict[str, Any]:
     )
 
 
-def run_study(study: StudyConfig, run_dir: Path | None = None) -> RunState:
-    """Run every stage of ``study`` into ``run_dir`` (default: the study's ``output``)."""
+def run_study(
+    study: StudyConfig, run_dir: Path | None = None, scheduler: str = "serial"
+) -> RunState:
+    """Run every stage of ``study`` into ``run_dir`` (default: the study's ``output``).
+
+    ``scheduler`` (``serial``, ``local[:N]`` or a Dask scheduler address) runs variants,
+    features and permutation tests; one client serves the whole run. Outputs and their cache
+    keys do not depend on it.
+    """
+    from figureground.scale.dask_run import dask_client, parse_scheduler
+
+    parse_scheduler(scheduler)  # a bad value fails before any work
     run_dir = Path(run_dir) if run_dir else study.resolve(study.output)
     run_dir = run_dir.resolve()
     state = RunState(run_dir=run_dir, study=study)
-    with run_lock(run_dir), disk_full_as_error(run_dir):
+    with run_lock(run_dir), disk_full_as_error(run_dir), dask_client(scheduler) as client:
+        state.scheduler = client if client is not None else "serial"
         atomic_write_json(run_dir / "study.json", {"study": study.to_dict()})
         cache = StageCache(run_dir)
         for name, stage in STAGES:

@@ -62,6 +62,7 @@ from figureground.analysis.study.tables import (
 )
 from figureground.config import AnalysesConfig
 from figureground.fsutil import atomic_write_json
+from figureground.scale.dask_run import SERIAL
 
 log = logs.get_logger(__name__)
 
@@ -75,8 +76,12 @@ def run_careful(
     results_dir: Path,
     summary: dict[str, Any],
     variants_csv: Path | None,
+    scheduler: Any = SERIAL,
 ) -> None:
-    """RSA, encoding, noise ceilings, strata and cluster tests into ``results_dir``."""
+    """RSA, encoding, noise ceilings, strata and cluster tests into ``results_dir``.
+
+    ``scheduler`` runs the RSA permutation tests (serial, or a Dask address or client).
+    """
     window = {"tmin": cfg.responses.tmin, "tmax": cfg.responses.tmax, "decim": cfg.responses.decim}
     stores = select_stores(feature_stores, cfg.models)
     meg = load_recordings(neural_files, **window)
@@ -93,7 +98,7 @@ def run_careful(
 
     if cfg.rsa.enabled:
         strata, summary["strata"] = image_strata(cfg, variants_csv, first["image"].values)
-        found = _attempt(summary, "RSA", lambda: rsa_results(cfg, meg, stores, strata))
+        found = _attempt(summary, "RSA", lambda: rsa_results(cfg, meg, stores, strata, scheduler))
         if found is not None:
             rsa, meg_rdms = found
             _write_csv(rsa, results_dir / "rsa_timecourse.csv")
@@ -263,11 +268,13 @@ def run_analyses(
     results_dir: Path,
     provenance: Mapping[str, Any],
     variants_csv: Path | None = None,
+    scheduler: Any = SERIAL,
 ) -> dict[str, Any]:
     """Run the configured analyses; write the results files; return the summary.
 
     ``variants_csv`` (default ``results_dir/../variants/variants.csv``, the run folder's)
-    gives the foreground fractions for the stratified RSA.
+    gives the foreground fractions for the stratified RSA. ``scheduler`` (serial, a Dask
+    address or a ``Client``) runs the permutation tests; results do not depend on it.
     """
     results_dir = Path(results_dir)
     if variants_csv is None:
@@ -296,6 +303,8 @@ def run_analyses(
             **seed_summary(table, n_boot=cfg.seed.n_boot, seed=cfg.seed.seed),
         }
     if cfg.rsa.enabled or cfg.encoding.enabled or cfg.noise_ceiling.enabled:
-        run_careful(cfg, neural_files, feature_stores, results_dir, summary, variants_csv)
+        run_careful(
+            cfg, neural_files, feature_stores, results_dir, summary, variants_csv, scheduler
+        )
     atomic_write_json(results_dir / "summary.json", summary)
     return summary

@@ -174,6 +174,20 @@ def _standardise(values: np.ndarray, method: str) -> np.ndarray:
     return centred / norm
 
 
+def standardised_rdms(rdms: np.ndarray, method: str) -> np.ndarray:
+    """Condensed RDMs (rows) ranked for spearman, centred and scaled to unit norm (float64).
+
+    Correlation is invariant to the order of the entries, so this is done once and the
+    permutation test only gathers entries; the result correlates by ``pearson`` exactly as the
+    raw RDMs do by ``method``.
+    """
+    data = np.atleast_2d(np.asarray(rdms))
+    out = np.empty(data.shape, dtype=np.float64)
+    for row in range(data.shape[0]):  # row by row: float32 RDMs are never copied whole
+        out[row] = _standardise(np.asarray(data[row], dtype=np.float64), method)
+    return out
+
+
 def rdm_permutation_test(
     data_rdms: np.ndarray,
     model_rdm: np.ndarray,
@@ -208,11 +222,8 @@ def rdm_permutation_test(
     if not (np.isfinite(data).all() and np.isfinite(model).all()):
         raise DataError("RDMs contain NaN or infinite values")
     n = _n_conditions(data.shape[-1])
-    # Correlation is invariant to the order of the entries, so ranking and scaling commute
-    # with the permutation: standardise once, then only gather entries.
-    z_data = np.empty(data.shape, dtype=np.float64)
-    for row in range(data.shape[0]):
-        z_data[row] = _standardise(np.asarray(data[row], dtype=np.float64), method)
+    # Ranking and scaling commute with the permutation: standardise once, then only gather.
+    z_data = standardised_rdms(data, method)
     gather = max(1, min(batch_size, PERMUTATION_MEMORY_BYTES // (40 * data.shape[-1])))
     z_model = _standardise(model, method)
     rows, cols = np.triu_indices(n, 1)

@@ -15,6 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help="run folder (default: the study file's 'output')"
     )
+    parser.add_argument(
+        "--scheduler",
+        default="serial",
+        help="where variants, features and permutation tests run: serial (default), "
+        "local[:N] (a Dask LocalCluster) or a Dask scheduler address such as "
+        "tcp://host:8786 (see docs/scale.md); results do not depend on it",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
     from figureground.pipeline import run_study
 
     study = load_study(args.study)
-    state = run_study(study, args.out)
+    state = run_study(study, args.out, scheduler=args.scheduler)
     print(f"report: {state.run_dir / 'report.html'}")
     return 0

@@ -222,9 +222,12 @@ def build_report(run_dir: Path, examples: int = 4) -> Path:
     fig1 = figures.save_figure(
         figures.fig_examples(run_dir / "variants", source_root, chosen), fig_dir / "fig1_variants"
     )
-    seed_summary = pd.DataFrame(summary["seed_distance"]["summary"])
-    fig2 = figures.save_figure(
-        figures.fig_seed_distance(seed_summary), fig_dir / "fig2_seed_distance"
+    seed = summary.get("seed_distance")  # absent when the study switched the seed method off
+    seed_summary = pd.DataFrame(seed["summary"]) if seed else pd.DataFrame()
+    fig2 = (
+        figures.save_figure(figures.fig_seed_distance(seed_summary), fig_dir / "fig2_seed_distance")
+        if seed
+        else None
     )
 
     careful = careful_sections(results_dir, summary, fig_dir)
@@ -242,7 +245,10 @@ def build_report(run_dir: Path, examples: int = 4) -> Path:
             for info in stores.values()
         ]
     )
-    participants = sorted({str(p) for p in seed_summary.get("participant", [])} - {"pooled"})
+    participants = sorted(
+        {str(p) for p in seed_summary.get("participant", [])} - {"pooled"}
+        or set(summary.get("responses", {}).get("participants", []))
+    )
     notes: list[str] = summary.get("notes", [])
     context: dict[str, Any] = {
         "name": study.get("name", run_dir.name),
@@ -251,10 +257,10 @@ def build_report(run_dir: Path, examples: int = 4) -> Path:
         "participants": participants,
         "notes": notes,
         "fig1": _b64(fig1),
-        "fig2": _b64(fig2),
+        "fig2": _b64(fig2) if fig2 else "",
         "caveat": SEED_CAVEAT,
         "summary_table": _table_html(seed_summary),
-        "tests_table": _table_html(pd.DataFrame(summary["seed_distance"].get("paired_tests", []))),
+        "tests_table": _table_html(pd.DataFrame((seed or {}).get("paired_tests", []))),
         "ground_truth": summary.get("ground_truth"),
         "features_table": _table_html(features_table),
         "failed_table": _table_html(failed) if len(failed) else "",

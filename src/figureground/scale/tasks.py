@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from figureground import logs
+from figureground.errors import DataError
 from figureground.scale.dask_run import SERIAL, batched, map_batches, worker_cached
 
 log = logs.get_logger(__name__)
@@ -164,14 +165,24 @@ def rdm_permutation_test_blocks(
 
     Block ``k`` draws its permutations from ``SeedSequence([seed, k])``, so the null
     distribution depends only on ``seed`` and ``block_size``: serial and Dask runs agree
-    exactly. The RDMs are sent to each worker once.
+    exactly. The RDMs are ranked and standardised once, here, and sent to each worker once;
+    the blocks only gather and correlate.
     """
     from figureground.analysis.stats import (
         PermutationResult,
         permutation_p_value,
         rdm_permutation_test,
+        standardised_rdms,
     )
 
+    if not (np.isfinite(data_rdms).all() and np.isfinite(model_rdm).all()):
+        raise DataError("RDMs contain NaN or infinite values")
+    squeeze = np.ndim(data_rdms) == 1
+    model_1d = np.ndim(model_rdm) == 1
+    data_rdms = standardised_rdms(data_rdms, method)
+    model_rdm = standardised_rdms(model_rdm, method)
+    model_rdm = model_rdm[0] if model_1d else model_rdm
+    method = "pearson"  # of the standardised RDMs: the same correlation
     observed = rdm_permutation_test(data_rdms, model_rdm, n_permutations=0, method=method).observed
     blocks = [
         (k, min(block_size, n_permutations - start))
@@ -190,8 +201,8 @@ def rdm_permutation_test_blocks(
         )
     )
     null = np.concatenate([parts[k] for k in sorted(parts)])
-    if np.ndim(observed) == 0:
-        null = null[:, 0]
+    if squeeze:
+        observed, null = observed[0], null[:, 0]
     return PermutationResult(
         observed, null, permutation_p_value(observed, null, alternative), alternative, seed
     )

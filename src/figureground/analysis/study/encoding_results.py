@@ -9,7 +9,7 @@ import pandas as pd
 
 from figureground import logs
 from figureground.analysis.study.columns import ENCODING_COLUMNS, FIGURE, GROUND, PARTITION_COLUMNS
-from figureground.analysis.study.inputs import condition_features
+from figureground.analysis.study.inputs import condition_features, held_first
 from figureground.analysis.study.rsa_results import _describe, scaled, span_basis
 from figureground.config import CONDITIONS, AnalysesConfig
 
@@ -40,38 +40,40 @@ def encoding_results(
         "seed": enc.seed,
         "backend": enc.backend,
     }
-    encodings, partitions = [], []
-    for info in stores:
-        for layer in info["layers"]:
-            features = {
-                name: span_basis(array) for name, array in condition_features(info, layer).items()
-            }
-            for participant, responses in meg.items():
-                responses = scaled(responses.isel(time=slice(None, None, enc.time_step)))
+    encodings: dict[tuple[int, ...], pd.DataFrame] = {}
+    partitions: dict[tuple[int, ...], pd.DataFrame] = {}
+    participants = list(meg)
+    # Participants outermost: lazily read recordings are read once each.
+    for participant in held_first(meg):
+        responses = scaled(meg[participant].isel(time=slice(None, None, enc.time_step)))
+        p_index = participants.index(participant)
+        for s_index, info in enumerate(stores):
+            for l_index, layer in enumerate(info["layers"]):
+                features = {
+                    name: span_basis(array)
+                    for name, array in condition_features(info, layer).items()
+                }
                 names = {"participant": participant, **_describe(info, layer)}
-                for condition in CONDITIONS:
+                for c_index, condition in enumerate(CONDITIONS):
                     log.info("encoding: %s %s %s %s", participant, info["key"], layer, condition)
                     scores = encode(responses, features[condition], **options)
-                    encodings.append(
-                        encoding_table(
-                            scores,
-                            condition=condition,
-                            n_folds=scores.sizes["fold"],
-                            folds_by=scores.attrs["folds_by"],
-                            n_images=scores.attrs["n_images"],
-                            **names,
-                        )
+                    encodings[(s_index, l_index, p_index, c_index)] = encoding_table(
+                        scores,
+                        condition=condition,
+                        n_folds=scores.sizes["fold"],
+                        folds_by=scores.attrs["folds_by"],
+                        n_images=scores.attrs["n_images"],
+                        **names,
                     )
                 if enc.variance_partition:
                     log.info("variance partition: %s %s %s", participant, info["key"], layer)
-                    partitions.append(
-                        variance_partition(
-                            responses, features[FIGURE], features[GROUND], **options, **names
-                        )
+                    partitions[(s_index, l_index, p_index)] = variance_partition(
+                        responses, features[FIGURE], features[GROUND], **options, **names
                     )
-    encoding = pd.concat(encodings, ignore_index=True)[ENCODING_COLUMNS]
+    encoding = pd.concat([encodings[k] for k in sorted(encodings)], ignore_index=True)
+    encoding = encoding[ENCODING_COLUMNS]
     partition = (
-        pd.concat(partitions, ignore_index=True)[PARTITION_COLUMNS]
+        pd.concat([partitions[k] for k in sorted(partitions)], ignore_index=True)[PARTITION_COLUMNS]
         if partitions
         else pd.DataFrame(columns=PARTITION_COLUMNS)
     )

@@ -44,6 +44,11 @@ class LazyRecordings(Mapping[str, Any]):
             self._held = (participant, responses)
         return self._held[1]
 
+    @property
+    def held(self) -> str | None:
+        """The participant now in memory, if any."""
+        return self._held[0] if self._held is not None else None
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._files)
 
@@ -92,6 +97,16 @@ def select_stores(
             f"analyses.models {unknown} match no feature store; have {', '.join(sorted(names))}"
         )
     return [s for s in stores if s["key"] in wanted or s["model"] in wanted]
+
+
+def held_first(meg: Mapping[str, Any]) -> list[str]:
+    """Participants of ``meg``, the one lazily held in memory first (saves one re-read)."""
+    participants = list(meg)
+    held = getattr(meg, "held", None)
+    if held in participants:
+        participants.remove(held)
+        participants.insert(0, held)
+    return participants
 
 
 def condition_features(info: Mapping[str, Any], layer: str) -> dict[str, Any]:

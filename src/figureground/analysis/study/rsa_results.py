@@ -19,9 +19,10 @@ from figureground.analysis.study.columns import (
     PERMUTATION_METHOD,
     RSA_COLUMNS,
 )
-from figureground.analysis.study.inputs import condition_features
+from figureground.analysis.study.inputs import condition_features, held_first
 from figureground.config import AnalysesConfig, RsaConfig
 from figureground.errors import DataError
+from figureground.scale.dask_run import SERIAL
 
 log = logs.get_logger(__name__)
 
@@ -135,6 +136,7 @@ def rsa_inference(
     n_conditions: int,
     cfg: RsaConfig,
     partial_pairs: Sequence[tuple[int, int]],
+    scheduler: Any = SERIAL,
 ) -> dict[str, np.ndarray]:
     """Bootstrap intervals and permutation p-values of one participant's RSA curves.
 
@@ -145,6 +147,8 @@ def rsa_inference(
     n_conditions : images (or concepts) in the RDMs.
     cfg : RSA settings (method, n_boot, n_permutations, ci, seed).
     partial_pairs : (target, given) model indices of the partial RSA curves.
+    scheduler : where the permutation blocks run: ``serial``, a Dask address or client
+        (:func:`figureground.scale.tasks.rdm_permutation_test_blocks`; identical nulls).
 
     Returns
     -------
@@ -152,7 +156,8 @@ def rsa_inference(
     ``p_perm_fwer`` (times, models; NaN for partial curves and methods without a
     permutation test). The bootstrap resamples images with the same draws at every time.
     """
-    from figureground.analysis.stats import bootstrap, rdm_permutation_test
+    from figureground.analysis.stats import bootstrap
+    from figureground.scale.tasks import rdm_permutation_test_blocks
 
     n_times = meg_rdms.shape[0]
     n_curves = model_rdms.shape[0] + len(partial_pairs)
@@ -178,12 +183,13 @@ def rsa_inference(
     permutation_method = PERMUTATION_METHOD[cfg.method]
     if cfg.n_permutations > 0 and permutation_method is not None:
         for k, model_rdm in enumerate(model_rdms):
-            test = rdm_permutation_test(
+            test = rdm_permutation_test_blocks(
                 meg_rdms,
                 model_rdm,
                 n_permutations=cfg.n_permutations,
                 method=permutation_method,
                 seed=cfg.seed,
+                scheduler=scheduler,
             )
             out["p_perm"][:, k] = test.p_value
             maxima = test.null.max(axis=1)
@@ -199,11 +205,13 @@ def rsa_one(
     level: str,
     cfg: RsaConfig,
     image_ids: Sequence[str] | None = None,
+    scheduler: Any = SERIAL,
 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """RSA curves of one participant at one level, with intervals and p-values.
 
     Returns the tidy table (:data:`RSA_COLUMNS` less model/weights/stratum), the MEG RDMs
-    (times, pairs) and the labels of their rows (image ids or concepts).
+    (times, pairs) and the labels of their rows (image ids or concepts). ``scheduler`` runs
+    the permutation tests.
     """
     import xarray as xr
 
@@ -246,7 +254,7 @@ def rsa_one(
         for a, b in PARTIAL_PAIRS
         if cfg.partial and a in conditions and b in conditions
     ]
-    inference = rsa_inference(meg_rdms, model_rdms, len(labels), cfg, partial_pairs)
+    inference = rsa_inference(meg_rdms, model_rdms, len(labels), cfg, partial_pairs, scheduler)
     curves = [(c, "") for c in conditions] + [
         (conditions[a], conditions[b]) for a, b in partial_pairs
     ]
@@ -272,22 +280,28 @@ def rsa_results(
     meg: Mapping[str, Any],
     stores: Sequence[Mapping[str, Any]],
     strata: Mapping[str, Sequence[str]],
+    scheduler: Any = SERIAL,
 ) -> tuple[pd.DataFrame, dict[tuple[str, str], dict[str, tuple[list[str], np.ndarray]]]]:
     """RSA for every model, layer, participant, level and stratum.
 
     ``strata`` maps a stratum name to its image ids (image level only); ``all`` uses every
     image at every level. Also returns the MEG RDMs per (level, stratum) and participant
-    (labels, rdms) for the noise ceiling across participants.
+    (labels, rdms) for the noise ceiling across participants. Participants are the outer
+    loop, so lazily read recordings are read once each (features are re-read from their
+    store per participant instead); rows come out ordered by model, layer, participant.
+    ``scheduler`` runs the permutation tests (serial, or a Dask address or client).
     """
-    tables = []
+    tables: dict[tuple[int, int, int, int], pd.DataFrame] = {}
     meg_rdms: dict[tuple[str, str], dict[str, tuple[list[str], np.ndarray]]] = {}
     runs = [(level, ALL_IMAGES, None) for level in cfg.rsa.levels]
     runs += [("image", name, ids) for name, ids in strata.items()]
-    for info in stores:
-        for layer in info["layers"]:
-            features = condition_features(info, layer)
-            for participant, responses in meg.items():
-                for level, stratum, ids in runs:
+    participants = list(meg)
+    for participant in held_first(meg):
+        responses = meg[participant]
+        for s_index, info in enumerate(stores):
+            for l_index, layer in enumerate(info["layers"]):
+                features = condition_features(info, layer)
+                for r_index, (level, stratum, ids) in enumerate(runs):
                     log.info(
                         "RSA: %s %s %s, %s level, %s",
                         participant,
@@ -296,13 +310,20 @@ def rsa_results(
                         level,
                         stratum,
                     )
-                    table, rdms, labels = rsa_one(responses, features, level, cfg.rsa, ids)
+                    table, rdms, labels = rsa_one(
+                        responses, features, level, cfg.rsa, ids, scheduler=scheduler
+                    )
                     table = table.assign(
                         participant=participant, stratum=stratum, **_describe(info, layer)
                     )
-                    tables.append(table[RSA_COLUMNS])
+                    key = (s_index, l_index, participants.index(participant), r_index)
+                    tables[key] = table[RSA_COLUMNS]
                     meg_rdms.setdefault((level, stratum), {})[participant] = (labels, rdms)
-    return pd.concat(tables, ignore_index=True), meg_rdms
+    meg_rdms = {
+        run: {p: per_person[p] for p in participants if p in per_person}
+        for run, per_person in meg_rdms.items()
+    }
+    return pd.concat([tables[k] for k in sorted(tables)], ignore_index=True), meg_rdms
 
 
 def scaled(responses: Any) -> Any:
