@@ -196,6 +196,7 @@ def rdm_permutation_test(
     seed: int = 0,
     alternative: str = "greater",
     batch_size: int = 256,
+    device: str | None = None,
 ) -> PermutationResult:
     """RSA permutation test: permute the model RDM's rows and columns together.
 
@@ -207,6 +208,8 @@ def rdm_permutation_test(
     batch_size : permutations drawn together (the draws depend on it); they are evaluated
         in sub-batches whose index and value gathers (about 40 bytes per pair and
         permutation) stay under :data:`PERMUTATION_MEMORY_BYTES`.
+    device : a torch device (``"cuda"``) to gather and correlate on, in float64, from the
+        same draws (:func:`figureground.analysis.torch_stats.permutation_null`); None: numpy.
 
     Returns
     -------
@@ -239,16 +242,25 @@ def rdm_permutation_test(
 
     observed = correlate(z_model)
     rng = np.random.default_rng(seed)
-    null = np.empty((n_permutations, data.shape[0]))
-    for start in range(0, n_permutations, batch_size):
-        size = min(batch_size, n_permutations - start)
-        perms = rng.permuted(np.tile(np.arange(n), (size, 1)), axis=1)
-        for first in range(0, size, gather):  # gathers in sub-batches bound the memory
-            some = perms[first : first + gather]
-            gathered = z_model[..., position[some[:, rows], some[:, cols]]]
-            if model.ndim == 2:
-                gathered = np.moveaxis(gathered, 0, 1)  # (size, n_times, n_pairs)
-            null[start + first : start + first + len(some)] = correlate(gathered)
+    batches = (
+        rng.permuted(np.tile(np.arange(n), (min(batch_size, n_permutations - start), 1)), axis=1)
+        for start in range(0, n_permutations, batch_size)
+    )
+    if device is not None and n_permutations > 0:  # the same draws, gathered on the device
+        from figureground.analysis.torch_stats import permutation_null
+
+        null = permutation_null(z_data, z_model, batches, n, gather, device)
+    else:
+        null = np.empty((n_permutations, data.shape[0]))
+        start = 0
+        for perms in batches:
+            for first in range(0, len(perms), gather):  # sub-batches bound the memory
+                some = perms[first : first + gather]
+                gathered = z_model[..., position[some[:, rows], some[:, cols]]]
+                if model.ndim == 2:
+                    gathered = np.moveaxis(gathered, 0, 1)  # (size, n_times, n_pairs)
+                null[start + first : start + first + len(some)] = correlate(gathered)
+            start += len(perms)
     if squeeze:
         observed, null = observed[0], null[:, 0]
     p_value = permutation_p_value(observed, null, alternative)

@@ -65,6 +65,7 @@ class StudySettings:
     encoding_splits: int = 2
     n_iter: int = 2
     ceiling_splits: int = 20
+    rsa_backend: str = "numpy"  # torch_cuda: RDMs, permutations and bootstrap on the GPU
 
 
 def _reset_peak() -> None:
@@ -111,7 +112,10 @@ def analyses_config(settings: StudySettings) -> Any:
     return AnalysesConfig(
         responses=ResponsesConfig(decim=settings.decim),
         rsa=RsaConfig(
-            levels=("concept",), n_boot=settings.n_boot, n_permutations=settings.n_permutations
+            levels=("concept",),
+            n_boot=settings.n_boot,
+            n_permutations=settings.n_permutations,
+            backend=settings.rsa_backend,
         ),
         encoding=EncodingConfig(
             time_step=settings.time_step, n_splits=settings.encoding_splits, n_iter=settings.n_iter
@@ -180,16 +184,21 @@ def run_group(group: str, data: Path, settings: StudySettings) -> list[dict[str,
     model_rdms = np.stack([compute_rdms(model_values[c], cfg.rsa.model_metric) for c in conditions])
     pairs = [(conditions.index(a), conditions.index(b)) for a, b in PARTIAL_PAIRS]
     perms = dataclasses.replace(cfg.rsa, n_boot=0)
+    device = rsa_results.rsa_device(cfg.rsa.backend)[1]
     clock(
         "permutations",
         pairs_times * settings.n_permutations * len(conditions),
-        lambda: rsa_results.rsa_inference(meg_rdms, model_rdms, len(labels), perms, pairs),
+        lambda: rsa_results.rsa_inference(
+            meg_rdms, model_rdms, len(labels), perms, pairs, device=device
+        ),
     )
     boot = dataclasses.replace(cfg.rsa, n_permutations=0)
     clock(
         "bootstrap",
         pairs_times * max(1, settings.n_boot),
-        lambda: rsa_results.rsa_inference(meg_rdms, model_rdms, len(labels), boot, pairs),
+        lambda: rsa_results.rsa_inference(
+            meg_rdms, model_rdms, len(labels), boot, pairs, device=device
+        ),
     )
     return clock.records
 

@@ -146,6 +146,7 @@ def _permutation_block(
         method=options["method"],
         seed=int(seed),
         batch_size=options["batch_size"],
+        device=options.get("device"),
     )
     return index, np.atleast_2d(result.null.T).T
 
@@ -160,13 +161,15 @@ def rdm_permutation_test_blocks(
     block_size: int = 256,
     batch_size: int = 64,
     scheduler: Any = SERIAL,
+    device: str | None = None,
 ) -> Any:
     """:func:`figureground.analysis.stats.rdm_permutation_test` in blocks of permutations.
 
     Block ``k`` draws its permutations from ``SeedSequence([seed, k])``, so the null
     distribution depends only on ``seed`` and ``block_size``: serial and Dask runs agree
     exactly. The RDMs are ranked and standardised once, here, and sent to each worker once;
-    the blocks only gather and correlate.
+    the blocks only gather and correlate (on a torch ``device`` when given: every worker
+    must have it).
     """
     from figureground.analysis.stats import (
         PermutationResult,
@@ -188,7 +191,7 @@ def rdm_permutation_test_blocks(
         (k, min(block_size, n_permutations - start))
         for k, start in enumerate(range(0, n_permutations, block_size))
     ]
-    options = {"seed": seed, "method": method, "batch_size": batch_size}
+    options = {"seed": seed, "method": method, "batch_size": batch_size, "device": device}
     parts = dict(
         map_batches(
             _permutation_block,

@@ -21,7 +21,7 @@ from figureground.analysis.study.columns import (
 )
 from figureground.analysis.study.inputs import condition_features, held_first
 from figureground.config import AnalysesConfig, RsaConfig
-from figureground.errors import DataError
+from figureground.errors import DataError, UsageError
 from figureground.scale.dask_run import SERIAL
 
 log = logs.get_logger(__name__)
@@ -91,14 +91,22 @@ def _rsa_statistic(
     model_square: np.ndarray,
     method: str,
     partial_pairs: Sequence[tuple[int, int]],
+    device: str | None = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Bootstrap callback: RSA (times, models + partial pairs) on resampled images.
 
     Pairs of an image with its own copy are dropped, as the bootstrap needs for RDMs. For
     Spearman, the ranks are taken once per sample (vectorised) and compared by Pearson and
-    partial Pearson, which is what ``spearman`` / ``partial_spearman`` compute.
+    partial Pearson, which is what ``spearman`` / ``partial_spearman`` compute. With a torch
+    ``device`` the same numbers are computed there
+    (:func:`figureground.analysis.torch_stats.rsa_statistic`).
     """
     from scipy.stats import rankdata
+
+    if device is not None:
+        from figureground.analysis.torch_stats import rsa_statistic
+
+        return rsa_statistic(meg_square, model_square, method, partial_pairs, device)
 
     from figureground.analysis.rdm_compare import compare_rdms
 
@@ -137,6 +145,7 @@ def rsa_inference(
     cfg: RsaConfig,
     partial_pairs: Sequence[tuple[int, int]],
     scheduler: Any = SERIAL,
+    device: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Bootstrap intervals and permutation p-values of one participant's RSA curves.
 
@@ -149,6 +158,7 @@ def rsa_inference(
     partial_pairs : (target, given) model indices of the partial RSA curves.
     scheduler : where the permutation blocks run: ``serial``, a Dask address or client
         (:func:`figureground.scale.tasks.rdm_permutation_test_blocks`; identical nulls).
+    device : a torch device for the bootstrap and the permutations (None: numpy).
 
     Returns
     -------
@@ -172,7 +182,7 @@ def rsa_inference(
             with warnings.catch_warnings(), np.errstate(invalid="ignore"):
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN times: NaN bounds
                 result = bootstrap(
-                    _rsa_statistic(block, model_square, cfg.method, partial_pairs),
+                    _rsa_statistic(block, model_square, cfg.method, partial_pairs, device),
                     n_conditions,
                     n_boot=cfg.n_boot,
                     ci=cfg.ci,
@@ -190,6 +200,7 @@ def rsa_inference(
                 method=permutation_method,
                 seed=cfg.seed,
                 scheduler=scheduler,
+                device=device,
             )
             out["p_perm"][:, k] = test.p_value
             maxima = test.null.max(axis=1)
@@ -197,6 +208,25 @@ def rsa_inference(
                 1.0 + (maxima[None, :] >= test.observed[:, None]).sum(1)
             ) / (1.0 + cfg.n_permutations)
     return out
+
+
+def rsa_device(backend: str) -> tuple[str, str | None]:
+    """(RDM backend, torch device or None) of ``analyses.rsa.backend``.
+
+    Raises
+    ------
+    UsageError
+        ``torch_cuda`` without a visible CUDA GPU.
+    """
+    if backend == "numpy":
+        return "numpy", None
+    if backend == "torch_cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("analyses.rsa.backend is torch_cuda but no CUDA GPU is visible")
+        return "torch", "cuda"
+    return "torch", "cpu"
 
 
 def rsa_one(
@@ -236,6 +266,7 @@ def rsa_one(
                                coords={"image": labels}, attrs=array.attrs)
             for name, array in features.items()
         }  # fmt: skip
+    backend, device = rsa_device(cfg.backend)
     table = rsa_timecourse(
         meg,
         features,
@@ -245,16 +276,24 @@ def rsa_one(
         level="image",
         partial=cfg.partial,
         batch_size=cfg.batch_size,
+        backend=backend,
+        device=device,
     ).assign(level=level)
     conditions = list(model_values)
-    meg_rdms = compute_rdms(meg_values, cfg.metric, batch_size=cfg.batch_size)
+    meg_rdms = compute_rdms(
+        meg_values, cfg.metric, batch_size=cfg.batch_size, backend=backend, device=device
+    )
     model_rdms = np.stack([compute_rdms(model_values[c], cfg.model_metric) for c in conditions])
     partial_pairs = [
         (conditions.index(a), conditions.index(b))
         for a, b in PARTIAL_PAIRS
         if cfg.partial and a in conditions and b in conditions
     ]
-    inference = rsa_inference(meg_rdms, model_rdms, len(labels), cfg, partial_pairs, scheduler)
+    if device is not None and not np.isfinite(meg_rdms).all():
+        device = None  # NaN pairs: numpy's comparisons leave them out, torch's would not
+    inference = rsa_inference(
+        meg_rdms, model_rdms, len(labels), cfg, partial_pairs, scheduler, device
+    )
     curves = [(c, "") for c in conditions] + [
         (conditions[a], conditions[b]) for a, b in partial_pairs
     ]
