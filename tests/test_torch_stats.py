@@ -12,6 +12,7 @@ from scipy.spatial.distance import pdist, squareform
 from scipy.stats import rankdata
 
 from figureground.analysis import stats
+from figureground.analysis.rdm_calc import compute_rdms
 from figureground.analysis.study import rsa_results
 from figureground.analysis.torch_stats import average_ranks
 from figureground.config import RsaConfig
@@ -106,6 +107,8 @@ def test_participant_rsa_with_torch_backend_equals_numpy() -> None:
         meg, features, "image", RsaConfig(**settings, backend="torch")
     )
     np.testing.assert_allclose(our_rdms, reference_rdms, atol=1e-5)
+    # The RDMs rsa_one returns (filled while the curves were computed) are the MEG's own.
+    np.testing.assert_allclose(reference_rdms, compute_rdms(meg.values, "correlation"), atol=1e-6)
     for column in ("value", "ci_low", "ci_high", "p_perm", "p_perm_fwer"):
         np.testing.assert_allclose(ours[column], reference[column], atol=1e-4, equal_nan=True)
     late = reference[(reference["given"] == "") & (reference["time"] > 0.2)]

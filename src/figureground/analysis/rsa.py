@@ -163,6 +163,7 @@ def rsa_timecourse(
     backend: str = "numpy",
     device: str | None = None,
     n_jobs: int = 1,
+    rdms_out: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Time-resolved RSA of one participant's MEG against each condition's model RDM.
 
@@ -188,6 +189,9 @@ def rsa_timecourse(
         Defaults to ``meg.attrs["participant"]``.
     batch_size, backend, device, n_jobs
         Time points per batch, RDM backend, its device, ranking threads.
+    rdms_out : ndarray (times, pairs), optional
+        Filled with the MEG RDMs as they are computed (conditions in MEG order, or sorted
+        concepts), for callers that need them too (bootstrap, noise ceilings).
 
     Returns
     -------
@@ -217,7 +221,13 @@ def rsa_timecourse(
     batches = iter_rdm_batches(
         meg_values, metric, batch_size=batch_size, backend=backend, device=device
     )
+    if rdms_out is not None and rdms_out.shape != (times.size, model_rdms.shape[1]):
+        raise UsageError(
+            f"rdms_out has shape {rdms_out.shape}; expected {(times.size, model_rdms.shape[1])}"
+        )
     for time_slice, rdms in logs.progress(batches, total=-(-times.size // batch_size), desc="RSA"):
+        if rdms_out is not None:
+            rdms_out[time_slice] = rdms
         values[time_slice] = compare_rdms(rdms, model_rdms, method, n_jobs=n_jobs)
         for col, (target, given) in enumerate(partial_rows):
             pair = np.stack(

@@ -267,6 +267,11 @@ def rsa_one(
             for name, array in features.items()
         }  # fmt: skip
     backend, device = rsa_device(cfg.backend)
+    n_pairs = len(labels) * (len(labels) - 1) // 2
+    # Filled by rsa_timecourse as it goes (its conditions are these labels, in this order).
+    meg_rdms = np.empty(
+        (meg_values.shape[-1], n_pairs), dtype=np.result_type(meg_values.dtype, np.float32)
+    )
     table = rsa_timecourse(
         meg,
         features,
@@ -278,11 +283,11 @@ def rsa_one(
         batch_size=cfg.batch_size,
         backend=backend,
         device=device,
+        rdms_out=meg_rdms,
     ).assign(level=level)
+    if int(table["n_conditions"].iloc[0]) != len(labels):
+        raise DataError(f"RSA used {table['n_conditions'].iloc[0]} conditions, not {len(labels)}")
     conditions = list(model_values)
-    meg_rdms = compute_rdms(
-        meg_values, cfg.metric, batch_size=cfg.batch_size, backend=backend, device=device
-    )
     model_rdms = np.stack([compute_rdms(model_values[c], cfg.model_metric) for c in conditions])
     partial_pairs = [
         (conditions.index(a), conditions.index(b))
