@@ -109,3 +109,15 @@ def test_any_unknown_top_level_key_is_refused(key: str) -> None:
         return
     with pytest.raises(UsageError, match=f"unknown key '{key}'"):
         parse_study({key: 1})
+
+
+def test_shipped_things_study_file_is_valid() -> None:
+    """docs/studies/things_gpu.yaml (the full study on a GPU) parses into the settings it names."""
+    from figureground.config import load_study
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "studies" / "things_gpu.yaml"
+    study = load_study(path)
+    assert study.variants.segmenter == "isnet-torch:bf16"
+    assert study.features.precision == "bf16" and study.analyses.rsa.backend == "torch_cuda"
+    assert study.neural.participants == (1, 2, 3, 4)
+    assert study.features.models[0].layers == ("layer2",)

@@ -226,6 +226,8 @@ def _extract_one(state: RunState, cache: StageCache, model: ModelConfig) -> dict
         cfg.dtype,
         sha256_file(state.variants_dir / "variants.csv"),
     ]
+    if cfg.precision != "fp32":  # (appended only then: fp32 runs keep their earlier keys)
+        params.append(cfg.precision)
     key = params_hash(params)
     if cache.is_done(stage, key):
         state.skipped.append(stage)
@@ -242,6 +244,7 @@ def _extract_one(state: RunState, cache: StageCache, model: ModelConfig) -> dict
             device=cfg.device,
             seed=model.seed,
             workers=cfg.workers,
+            precision=cfg.precision,
             scheduler=state.scheduler,
         )
         cache.mark_done(stage, key, [store])
