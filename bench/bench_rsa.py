@@ -5,7 +5,9 @@ time point; rsatoolbox's ``calc_rdm_movie`` runs on the first ``RSATOOLBOX_TIMES
 only and its time is scaled linearly to 281 (it handles time points one by one), and the
 outputs on those time points are checked equal (1e-4). Then the Spearman comparison of all
 281 RDMs with 3 model RDMs, against rsatoolbox's ``compare(method="spearman")`` on
-``RSATOOLBOX_COMPARE_TIMES`` of them, scaled likewise. Run: ``python bench/bench_rsa.py``.
+``RSATOOLBOX_COMPARE_TIMES`` of them, scaled likewise. With CUDA, the RDM movie is also
+timed with the torch backend on the GPU against the same rsatoolbox time (target: 100x).
+Run: ``python bench/bench_rsa.py``.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ def main() -> int:
     cmp_ref_s = (time.perf_counter() - start) * N_TIMES / RSATOOLBOX_COMPARE_TIMES
     cmp_err = float(np.abs(sims[:RSATOOLBOX_COMPARE_TIMES] - sims_ref).max())
 
-    ok = rdm_err < 1e-4 and cmp_err < 1e-8
+    gpu = gpu_rdm_figures(data, ours, ref_s)
+    ok = rdm_err < 1e-4 and cmp_err < 1e-8 and gpu.get("gpu_max_abs_diff", 0.0) < 1e-4
     summary = (
         f"RDM movie {N_COND}x{N_CH}x{N_TIMES}: figureground {ours_s:.1f} s vs "
         f"rsatoolbox {ref_s:.0f} s (scaled from {RSATOOLBOX_TIMES} time points) = "
@@ -85,6 +88,11 @@ def main() -> int:
         f"{ours.nbytes / 2**30:.2f} GiB float32, peak RSS {rss_ours:.0f} MiB "
         f"({rss_before:.0f} MiB before){'' if ok else ' MISMATCH'}"
     )
+    if gpu:
+        summary += (
+            f"; {gpu['gpu']}: {gpu['gpu_rdm_seconds']:.2f} s = "
+            f"{gpu['gpu_speedup_vs_rsatoolbox']:.0f}x rsatoolbox on the CPU (target 100x)"
+        )
     report(
         "bench_rsa",
         summary,
@@ -101,8 +109,33 @@ def main() -> int:
         peak_rss_mb=rss_ours,
         rss_before_mb=rss_before,
         ok=ok,
+        **gpu,
     )
     return 0 if ok else 1
+
+
+def gpu_rdm_figures(data: np.ndarray, reference: np.ndarray, rsatoolbox_s: float) -> dict:
+    """With CUDA: the same RDM movie with the torch backend on the GPU (best of two, results
+    back in host memory), its speed-up over rsatoolbox on the CPU and its largest difference."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    from figureground.analysis.rsa import compute_rdms
+
+    times = []
+    for _ in range(2):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        rdms = compute_rdms(data, "correlation", batch_size=64, backend="torch", device="cuda")
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return {
+        "gpu": torch.cuda.get_device_name(0),
+        "gpu_rdm_seconds": min(times),
+        "gpu_speedup_vs_rsatoolbox": rsatoolbox_s / min(times),
+        "gpu_max_abs_diff": float(np.abs(rdms - reference).max()),
+    }
 
 
 if __name__ == "__main__":
