@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper, save
 from figureground.errors import ModelUnavailableError, UsageError
 from figureground.stimuli import load_rgb
 from figureground.variants import make_variants, modelfiles, segment
+from figureground.variants.batched import DeviceError
 from figureground.variants.onnx_torch import OnnxTorchGraph
 from figureground.variants.segment_torch import TorchIsnetSegmenter
 from test_segment import photo_composite
@@ -148,7 +149,8 @@ def test_isnet_torch_masks_match_rembg_in_one_batch() -> None:
 class FakeBatched:
     """A batched segmenter whose mask is the blue channel above 150 (the test scenes' object),
     at 32 x 32 like a network's input. ``fail_batches`` makes every batch of more than one
-    image fail; an image whose prepared bytes hash to ``poison`` always fails."""
+    image run out of memory; a batch holding an image whose prepared bytes hash to
+    ``poison`` fails (as a broken device or network would)."""
 
     def __init__(self, fail_batches: bool = False, poison: str = "") -> None:
         self.fail_batches, self.poison, self.batch_sizes = fail_batches, poison, []
@@ -160,9 +162,9 @@ class FakeBatched:
     def infer(self, prepared: list[np.ndarray]) -> np.ndarray:
         self.batch_sizes.append(len(prepared))
         if self.fail_batches and len(prepared) > 1:
-            raise RuntimeError("CUDA out of memory")
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore text")
         if any(hashlib.sha256(p.tobytes()).hexdigest() == self.poison for p in prepared):
-            raise ValueError("poisoned image")
+            raise ValueError("illegal memory access")
         return np.stack([(p[..., 2] > 150).astype(np.uint8) * 255 for p in prepared])
 
     @staticmethod
@@ -193,28 +195,46 @@ def test_batched_path_writes_what_the_one_by_one_path_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_batches: bool
 ) -> None:
     root = things_folder(tmp_path / "src", concepts=3, exemplars=2, corrupt=True)
-    poisoned = root / "object_images" / "thing1" / "thing1_01b.png"
-    poison = hashlib.sha256(FakeBatched.prepare(load_rgb(poisoned)).tobytes()).hexdigest()
-    batched = FakeBatched(fail_batches, poison)
+    batched = FakeBatched(fail_batches)
     register(monkeypatch, "fake-batched", batched, batched=True)
-    register(monkeypatch, "fake-single", FakeBatched(poison=poison), batched=False)
+    register(monkeypatch, "fake-single", FakeBatched(), batched=False)
 
     one = make_variants(root, tmp_path / "one", segmenter="fake-single")
     many = make_variants(root, tmp_path / "many", segmenter="fake-batched", batch_size=4, workers=2)
 
     assert images_only(tmp_path / "one") == images_only(tmp_path / "many")
-    assert len(images_only(tmp_path / "many")) == 3 * 5  # 6 images, the poisoned one failed
+    assert len(images_only(tmp_path / "many")) == 3 * 6  # 6 images; the corrupt one failed
     status = many.set_index("image_id")["status"]
     assert status.to_dict() == one.set_index("image_id")["status"].to_dict()
-    assert status["thing1_01b"] == "failed" and status["broken_01b"] == "failed"
-    assert "poisoned image" in many.set_index("image_id").loc["thing1_01b", "error"]
-    assert max(batched.batch_sizes) > 1  # it did run batches
-    if fail_batches:
-        assert set(batched.batch_sizes[-2:]) == {1}  # and retried one image at a time
+    assert status["broken_01b"] == "failed" and (status.drop("broken_01b") == "ok").all()
+    if fail_batches:  # every batch ran out of memory and was retried one image at a time
+        assert batched.batch_sizes == [4, 1, 1, 1, 1, 2, 1, 1]
+    else:
+        assert batched.batch_sizes == [4, 2]  # the corrupt image never reached the device
 
     batched.batch_sizes.clear()  # a rerun reuses every finished image
     again = make_variants(root, tmp_path / "many", segmenter="fake-batched", batch_size=4)
-    assert batched.batch_sizes == [1] and again["status"].tolist() == many["status"].tolist()
+    assert batched.batch_sizes == [] and again["status"].tolist() == many["status"].tolist()
+
+
+def test_device_failure_stops_the_run_in_one_line_and_keeps_finished_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = things_folder(tmp_path / "src", concepts=3, exemplars=2)
+    last = root / "object_images" / "thing2" / "thing2_02b.png"
+    poison = hashlib.sha256(FakeBatched.prepare(load_rgb(last)).tobytes()).hexdigest()
+    register(monkeypatch, "fake-broken", FakeBatched(poison=poison), batched=True)
+    out = tmp_path / "out"
+    with pytest.raises(DeviceError) as caught:
+        make_variants(root, out, segmenter="fake-broken", batch_size=4)
+    assert "illegal memory access" in str(caught.value) and "\n" not in str(caught.value)
+    done = sorted(p.stem for p in (out / "records").rglob("*.json"))
+    assert len(done) == 4  # the first batch finished and was kept
+
+    healthy = FakeBatched()
+    register(monkeypatch, "fake-broken", healthy, batched=True)
+    table = make_variants(root, out, segmenter="fake-broken", batch_size=4)
+    assert (table["status"] == "ok").all() and healthy.batch_sizes == [2]
 
 
 @pytest.mark.gpu

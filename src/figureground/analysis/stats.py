@@ -109,19 +109,23 @@ class PermutationResult:
 
 
 def permutation_p_value(
-    observed: np.ndarray, null: np.ndarray, alternative: str = "greater"
+    observed: np.ndarray, null: np.ndarray, alternative: str = "greater", tolerance: float = 0.0
 ) -> np.ndarray:
-    """``(1 + #{null as or more extreme than observed}) / (1 + n_permutations)``."""
+    """``(1 + #{null as or more extreme than observed}) / (1 + n_permutations)``.
+
+    A null value within ``tolerance`` of the observed one counts as a tie (as extreme), so
+    that a permutation reproducing the observed statistic counts whatever the rounding.
+    """
     if alternative not in ALTERNATIVES:
         raise UsageError(f"alternative {alternative!r} is not one of {', '.join(ALTERNATIVES)}")
     observed = np.asarray(observed)
     null = np.asarray(null)
     if alternative == "greater":
-        extreme = null >= observed
+        extreme = null >= observed - tolerance
     elif alternative == "less":
-        extreme = null <= observed
+        extreme = null <= observed + tolerance
     else:
-        extreme = np.abs(null) >= np.abs(observed)
+        extreme = np.abs(null) >= np.abs(observed) - tolerance
     return (1.0 + extreme.sum(axis=0)) / (1.0 + null.shape[0])
 
 
@@ -174,18 +178,81 @@ def _standardise(values: np.ndarray, method: str) -> np.ndarray:
     return centred / norm
 
 
+# Correlations of standardised RDMs within this of each other are ties (rounding differs
+# between BLAS calls of different shapes and between numpy and torch).
+TIE_TOLERANCE = 1e-12
+# Permutations drawn together: the draws depend on it (kept from the first release).
+PERMUTATION_DRAW_BATCH = 256
+
+
 def standardised_rdms(rdms: np.ndarray, method: str) -> np.ndarray:
     """Condensed RDMs (rows) ranked for spearman, centred and scaled to unit norm (float64).
 
     Correlation is invariant to the order of the entries, so this is done once and the
-    permutation test only gathers entries; the result correlates by ``pearson`` exactly as the
-    raw RDMs do by ``method``.
+    permutation test only gathers entries; the dot product of two standardised RDMs is their
+    ``method`` correlation.
     """
     data = np.atleast_2d(np.asarray(rdms))
     out = np.empty(data.shape, dtype=np.float64)
     for row in range(data.shape[0]):  # row by row: float32 RDMs are never copied whole
         out[row] = _standardise(np.asarray(data[row], dtype=np.float64), method)
     return out
+
+
+def check_rdms(data_rdms: np.ndarray, model_rdm: np.ndarray) -> int:
+    """Number of conditions of matching, finite condensed RDMs; DataError otherwise."""
+    data, model = np.atleast_2d(data_rdms), np.asarray(model_rdm)
+    if model.shape[-1] != data.shape[-1] or model.ndim > 2:
+        raise DataError(f"data RDMs {data.shape} and model RDM {model.shape} do not match")
+    if not (np.isfinite(data).all() and np.isfinite(model).all()):
+        raise DataError("RDMs contain NaN or infinite values")
+    return _n_conditions(data.shape[-1])
+
+
+def permutation_draws(
+    n_conditions: int, n_permutations: int, seed: int, batch_size: int = PERMUTATION_DRAW_BATCH
+) -> np.ndarray:
+    """The permutations of the conditions (n_permutations, n_conditions), drawn from
+    ``default_rng(seed)`` ``batch_size`` at a time."""
+    rng = np.random.default_rng(seed)
+    draws = [
+        rng.permuted(
+            np.tile(np.arange(n_conditions), (min(batch_size, n_permutations - s), 1)), axis=1
+        )
+        for s in range(0, n_permutations, batch_size)
+    ]
+    return np.concatenate(draws) if draws else np.empty((0, n_conditions), dtype=np.int64)
+
+
+def null_correlations(
+    z_data: np.ndarray, z_model: np.ndarray, perms: np.ndarray, device: str | None = None
+) -> np.ndarray:
+    """Correlation (len(perms), times) of each standardised data RDM with the standardised
+    model RDM after permuting its rows and columns together by each row of ``perms``.
+
+    The index and value gathers are evaluated in sub-batches under
+    :data:`PERMUTATION_MEMORY_BYTES`; with a torch ``device`` they run there (float64).
+    """
+    n_pairs = z_data.shape[-1]
+    n = _n_conditions(n_pairs)
+    gather = max(1, PERMUTATION_MEMORY_BYTES // (40 * n_pairs))
+    if device is not None:
+        from figureground.analysis.torch_stats import permutation_null
+
+        return permutation_null(z_data, z_model, [perms], n, gather, device)
+    rows, cols = np.triu_indices(n, 1)
+    position = np.zeros((n, n), dtype=np.intp)
+    position[rows, cols] = np.arange(len(rows))
+    position[cols, rows] = np.arange(len(rows))
+    null = np.empty((len(perms), z_data.shape[0]))
+    for first in range(0, len(perms), gather):
+        some = perms[first : first + gather]
+        gathered = z_model[..., position[some[:, rows], some[:, cols]]]
+        if z_model.ndim == 1:
+            null[first : first + len(some)] = gathered @ z_data.T
+        else:  # one model RDM per time: (times, size, pairs) -> (size, times)
+            null[first : first + len(some)] = np.einsum("tsp,tp->st", gathered, z_data)
+    return null
 
 
 def rdm_permutation_test(
@@ -195,7 +262,7 @@ def rdm_permutation_test(
     method: str = "spearman",
     seed: int = 0,
     alternative: str = "greater",
-    batch_size: int = 256,
+    batch_size: int = PERMUTATION_DRAW_BATCH,
     device: str | None = None,
 ) -> PermutationResult:
     """RSA permutation test: permute the model RDM's rows and columns together.
@@ -205,65 +272,28 @@ def rdm_permutation_test(
     data_rdms : condensed data RDMs, (n_times, n_pairs) or (n_pairs,).
     model_rdm : condensed model RDM, (n_pairs,) or (n_times, n_pairs).
     method : "spearman" or "pearson" correlation between RDMs.
-    batch_size : permutations drawn together (the draws depend on it); they are evaluated
-        in sub-batches whose index and value gathers (about 40 bytes per pair and
-        permutation) stay under :data:`PERMUTATION_MEMORY_BYTES`.
+    batch_size : permutations drawn together (the draws depend on it,
+        :func:`permutation_draws`).
     device : a torch device (``"cuda"``) to gather and correlate on, in float64, from the
-        same draws (:func:`figureground.analysis.torch_stats.permutation_null`); None: numpy.
+        same draws (:func:`null_correlations`); None: numpy.
 
     Returns
     -------
     :class:`PermutationResult` with ``observed`` of shape (n_times,) (or scalar) and ``null``
-    of shape (n_permutations, n_times).
+    of shape (n_permutations, n_times). Ties within :data:`TIE_TOLERANCE` count as extreme.
     """
-    data = np.asarray(data_rdms)  # float32 RDMs stay float32; standardised row by row
-    model = np.asarray(model_rdm, dtype=np.float64)
-    squeeze = data.ndim == 1
-    data = np.atleast_2d(data)
-    if model.shape[-1] != data.shape[-1] or model.ndim > 2:
-        raise DataError(f"data RDMs {data.shape} and model RDM {model.shape} do not match")
-    if not (np.isfinite(data).all() and np.isfinite(model).all()):
-        raise DataError("RDMs contain NaN or infinite values")
-    n = _n_conditions(data.shape[-1])
+    n = check_rdms(data_rdms, model_rdm)
+    squeeze = np.ndim(data_rdms) == 1
     # Ranking and scaling commute with the permutation: standardise once, then only gather.
-    z_data = standardised_rdms(data, method)
-    gather = max(1, min(batch_size, PERMUTATION_MEMORY_BYTES // (40 * data.shape[-1])))
-    z_model = _standardise(model, method)
-    rows, cols = np.triu_indices(n, 1)
-    position = np.zeros((n, n), dtype=np.intp)
-    position[rows, cols] = np.arange(len(rows))
-    position[cols, rows] = np.arange(len(rows))
-
-    def correlate(z: np.ndarray) -> np.ndarray:
-        # z: (..., n_pairs) or (..., n_times, n_pairs) -> (..., n_times)
-        if model.ndim == 1:
-            return z @ z_data.T
-        return np.einsum("...tp,tp->...t", z, z_data)
-
-    observed = correlate(z_model)
-    rng = np.random.default_rng(seed)
-    batches = (
-        rng.permuted(np.tile(np.arange(n), (min(batch_size, n_permutations - start), 1)), axis=1)
-        for start in range(0, n_permutations, batch_size)
-    )
-    if device is not None and n_permutations > 0:  # the same draws, gathered on the device
-        from figureground.analysis.torch_stats import permutation_null
-
-        null = permutation_null(z_data, z_model, batches, n, gather, device)
-    else:
-        null = np.empty((n_permutations, data.shape[0]))
-        start = 0
-        for perms in batches:
-            for first in range(0, len(perms), gather):  # sub-batches bound the memory
-                some = perms[first : first + gather]
-                gathered = z_model[..., position[some[:, rows], some[:, cols]]]
-                if model.ndim == 2:
-                    gathered = np.moveaxis(gathered, 0, 1)  # (size, n_times, n_pairs)
-                null[start + first : start + first + len(some)] = correlate(gathered)
-            start += len(perms)
+    z_data = standardised_rdms(data_rdms, method)
+    z_model = standardised_rdms(model_rdm, method)
+    z_model = z_model[0] if np.ndim(model_rdm) == 1 else z_model
+    perms = permutation_draws(n, n_permutations, seed, batch_size)
+    null = null_correlations(z_data, z_model, perms, device)
+    observed = null_correlations(z_data, z_model, np.arange(n)[None], device)[0]
     if squeeze:
         observed, null = observed[0], null[:, 0]
-    p_value = permutation_p_value(observed, null, alternative)
+    p_value = permutation_p_value(observed, null, alternative, TIE_TOLERANCE)
     return PermutationResult(observed, null, p_value, alternative, seed)
 
 

@@ -140,6 +140,7 @@ def map_batches(
         from distributed import as_completed
 
         token = uuid.uuid4().hex[:8]
+        # Large arguments go to every worker once (broadcast: a copy survives a worker's death).
         shared = [client.scatter(a, broadcast=True) if _is_large(a) else a for a in args]
         futures = [
             client.submit(function, batch, *shared, pure=False, key=f"{desc}-{token}-{i}")

@@ -8,13 +8,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from figureground import logs
-from figureground.errors import DataError
-from figureground.scale.dask_run import SERIAL, batched, map_batches, worker_cached
+from figureground.scale.dask_run import (
+    SERIAL,
+    batched,
+    map_batches,
+    parse_scheduler,
+    worker_cached,
+)
+
+if TYPE_CHECKING:
+    from figureground.analysis.stats import PermutationResult
 
 log = logs.get_logger(__name__)
 
@@ -24,7 +32,8 @@ log = logs.get_logger(__name__)
 
 def variants_batch(tasks: list[dict[str, Any]], spec: Any) -> list[dict[str, Any]]:
     """Variants of a batch of images with this worker's one segmenter (records returned)."""
-    from figureground.variants.run import is_batched, process_batches, process_image
+    from figureground.variants.batched import is_batched, process_batches
+    from figureground.variants.run import process_image
     from figureground.variants.segment import build_segmenter
 
     segmenter = worker_cached(("segmenter", spec), lambda: build_segmenter(spec))
@@ -132,23 +141,41 @@ def extract_pending(out: Path, feature_source: Any, spec: ExtractorSpec, schedul
 # ------------------------------------------------------------------------------ statistics
 
 
-def _permutation_block(
-    block: tuple[int, int], data: np.ndarray, model: np.ndarray, options: dict
+def _null_block(
+    block: tuple[int, np.ndarray], z_data: np.ndarray, z_model: np.ndarray
 ) -> tuple[int, np.ndarray]:
-    from figureground.analysis.stats import rdm_permutation_test
+    from figureground.analysis.stats import null_correlations
 
-    index, size = block
-    seed = np.random.SeedSequence([options["seed"], index]).generate_state(1)[0]
-    result = rdm_permutation_test(
-        data,
-        model,
-        n_permutations=size,
-        method=options["method"],
-        seed=int(seed),
-        batch_size=options["batch_size"],
-        device=options.get("device"),
-    )
-    return index, np.atleast_2d(result.null.T).T
+    index, perms = block
+    return index, null_correlations(z_data, z_model, perms)
+
+
+def null_distribution(
+    z_data: np.ndarray,
+    z_model: np.ndarray,
+    perms: np.ndarray,
+    scheduler: Any = SERIAL,
+    block_size: int = 256,
+    device: str | None = None,
+) -> np.ndarray:
+    """:func:`figureground.analysis.stats.null_correlations`, in blocks of ``block_size``
+    permutations on ``scheduler``; the rows are the same whatever the scheduler and block size.
+
+    The standardised RDMs are sent to every worker once (1.9 GB at THINGS concept level:
+    size the workers' memory for it). With a torch ``device`` every block runs here, on it:
+    Dask workers need not have one.
+    """
+    from figureground.analysis.stats import null_correlations
+
+    if device is not None or not parse_scheduler(scheduler).distributed:
+        return null_correlations(z_data, z_model, perms, device)
+    blocks = [
+        (k, perms[s : s + block_size]) for k, s in enumerate(range(0, len(perms), block_size))
+    ]
+    parts = dict(map_batches(_null_block, blocks, scheduler, z_data, z_model, desc="permutations"))
+    if not parts:
+        return np.empty((0, z_data.shape[0]))
+    return np.concatenate([parts[k] for k in sorted(parts)])
 
 
 def rdm_permutation_test_blocks(
@@ -159,62 +186,42 @@ def rdm_permutation_test_blocks(
     seed: int = 0,
     alternative: str = "greater",
     block_size: int = 256,
-    batch_size: int = 64,
     scheduler: Any = SERIAL,
     device: str | None = None,
-) -> Any:
-    """:func:`figureground.analysis.stats.rdm_permutation_test` in blocks of permutations.
+) -> PermutationResult:
+    """:func:`figureground.analysis.stats.rdm_permutation_test` with its permutations in
+    blocks on ``scheduler``: the same draws, the same null, the same p-values.
 
-    Block ``k`` draws its permutations from ``SeedSequence([seed, k])``, so the null
-    distribution depends only on ``seed`` and ``block_size``: serial and Dask runs agree
-    exactly. The RDMs are ranked and standardised once, here, and sent to each worker once;
-    the blocks only gather and correlate (on a torch ``device`` when given: every worker
-    must have it).
+    The RDMs are ranked and standardised once, here; the blocks only gather and correlate.
     """
     from figureground.analysis.stats import (
+        TIE_TOLERANCE,
         PermutationResult,
+        check_rdms,
+        null_correlations,
+        permutation_draws,
         permutation_p_value,
-        rdm_permutation_test,
         standardised_rdms,
     )
 
-    if not (np.isfinite(data_rdms).all() and np.isfinite(model_rdm).all()):
-        raise DataError("RDMs contain NaN or infinite values")
-    squeeze = np.ndim(data_rdms) == 1
-    model_1d = np.ndim(model_rdm) == 1
-    data_rdms = standardised_rdms(data_rdms, method)
-    model_rdm = standardised_rdms(model_rdm, method)
-    model_rdm = model_rdm[0] if model_1d else model_rdm
-    method = "pearson"  # of the standardised RDMs: the same correlation
-    observed = rdm_permutation_test(data_rdms, model_rdm, n_permutations=0, method=method).observed
-    blocks = [
-        (k, min(block_size, n_permutations - start))
-        for k, start in enumerate(range(0, n_permutations, block_size))
-    ]
-    options = {"seed": seed, "method": method, "batch_size": batch_size, "device": device}
-    parts = dict(
-        map_batches(
-            _permutation_block,
-            blocks,
-            scheduler,
-            np.asarray(data_rdms),
-            np.asarray(model_rdm),
-            options,
-            desc="permutations",
-        )
-    )
-    null = np.concatenate([parts[k] for k in sorted(parts)])
-    if squeeze:
+    n = check_rdms(data_rdms, model_rdm)
+    z_data = standardised_rdms(data_rdms, method)
+    z_model = standardised_rdms(model_rdm, method)
+    z_model = z_model[0] if np.ndim(model_rdm) == 1 else z_model
+    perms = permutation_draws(n, n_permutations, seed)
+    null = null_distribution(z_data, z_model, perms, scheduler, block_size, device)
+    observed = null_correlations(z_data, z_model, np.arange(n)[None], device)[0]
+    if np.ndim(data_rdms) == 1:
         observed, null = observed[0], null[:, 0]
-    return PermutationResult(
-        observed, null, permutation_p_value(observed, null, alternative), alternative, seed
-    )
+    p_value = permutation_p_value(observed, null, alternative, TIE_TOLERANCE)
+    return PermutationResult(observed, null, p_value, alternative, seed)
 
 
 __all__: Sequence[str] = (
     "ExtractorSpec",
     "extract_pending",
     "features_chunk",
+    "null_distribution",
     "rdm_permutation_test_blocks",
     "run_variant_tasks",
     "variants_batch",

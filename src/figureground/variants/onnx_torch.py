@@ -197,6 +197,17 @@ class OnnxTorchGraph(nn.Module):
             )
         self.to(dtype)
         self._attrs = [_attributes(node) for node in self.nodes]
+        # After node k, the values no later node reads are dropped: peak memory is the live
+        # activations, not all of them.
+        last_use: dict[str, int] = {}
+        for index, node in enumerate(self.nodes):
+            for name in node.input:
+                last_use[name] = index
+        kept = {self.output_name, self.input_name, *self.constants, *self._names}
+        self._drop_after: list[list[str]] = [[] for _ in self.nodes]
+        for name, index in last_use.items():
+            if name and name not in kept:
+                self._drop_after[index].append(name)
 
     def as_tensor(self, value: Value) -> torch.Tensor:
         """A graph value as a tensor on the module's device."""
@@ -209,11 +220,13 @@ class OnnxTorchGraph(nn.Module):
         """The first graph output for the batch ``x`` (N, C, H, W), as float32."""
         values: dict[str, Value] = {self.input_name: x.to(self.dtype), **self.constants}
         values.update({name: getattr(self, buffer) for name, buffer in self._names.items()})
-        for node, attrs in zip(self.nodes, self._attrs, strict=True):
-            if node.op_type == "Constant":
-                continue
-            inputs = [values[name] if name else None for name in node.input]
-            values[node.output[0]] = OPS[node.op_type](self, inputs, attrs)
+        for node, attrs, drop in zip(self.nodes, self._attrs, self._drop_after, strict=True):
+            if node.op_type != "Constant":
+                inputs = [values[name] if name else None for name in node.input]
+                values[node.output[0]] = OPS[node.op_type](self, inputs, attrs)
+                del inputs
+            for name in drop:
+                values.pop(name, None)
         return self.as_tensor(values[self.output_name]).float()
 
 

@@ -151,7 +151,7 @@ def outputs_intact(out_dir: Path, rel: str, record: dict[str, Any]) -> bool:
     return True
 
 
-def _reused_record(task: dict[str, Any]) -> dict[str, Any] | None:
+def reused_record(task: dict[str, Any]) -> dict[str, Any] | None:
     """The record of an image already done with the same inputs, or ``None``."""
     out_dir, rel = Path(task["out_dir"]), task["path"]
     previous = _read_record(variant_path(out_dir, rel, RECORDS))
@@ -165,7 +165,7 @@ def _reused_record(task: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _failed_record(task: dict[str, Any], exc: Exception) -> dict[str, Any]:
+def failed_record(task: dict[str, Any], exc: Exception) -> dict[str, Any]:
     """The record of an image that failed; a full disk is raised instead (all would fail)."""
     if is_disk_full(exc):
         raise exc
@@ -175,7 +175,7 @@ def _failed_record(task: dict[str, Any], exc: Exception) -> dict[str, Any]:
     return {"image_id": task["image_id"], "status": "failed", "error": message}
 
 
-def _write_image_variants(
+def write_image_variants(
     task: dict[str, Any], rgb: np.ndarray, alpha: np.ndarray
 ) -> dict[str, Any]:
     """Make and write the three variants of one image, then its record (last)."""
@@ -203,113 +203,13 @@ def process_image(task: dict[str, Any], segmenter: Segmenter) -> dict[str, Any]:
     """
     from figureground.stimuli import load_rgb
 
-    if reused := _reused_record(task):
+    if reused := reused_record(task):
         return reused
     try:
         rgb = load_rgb(task["source"])
-        return _write_image_variants(task, rgb, segmenter(rgb, task["image_id"]))
+        return write_image_variants(task, rgb, segmenter(rgb, task["image_id"]))
     except Exception as exc:  # one bad image in 20,000 is reported and skipped
-        return _failed_record(task, exc)
-
-
-def is_batched(segmenter: Segmenter) -> bool:
-    """Whether ``segmenter`` segments batches on a device (``prepare``/``infer``/``restore``)."""
-    return all(hasattr(segmenter, name) for name in ("prepare", "infer", "restore"))
-
-
-def _load_and_prepare(task: dict[str, Any], segmenter: Any) -> tuple[str, Any, Any]:
-    """("done", record) | ("failed", record) | ("todo", rgb, network input), on a thread."""
-    from figureground.stimuli import load_rgb
-
-    if reused := _reused_record(task):
-        return ("done", reused, None)
-    try:
-        rgb = load_rgb(task["source"])
-        return ("todo", rgb, segmenter.prepare(rgb))
-    except Exception as exc:
-        return ("failed", _failed_record(task, exc), None)
-
-
-def _restore_and_write(
-    task: dict[str, Any], segmenter: Any, rgb: np.ndarray, mask: np.ndarray
-) -> dict[str, Any]:
-    try:
-        return _write_image_variants(task, rgb, segmenter.restore(mask, rgb.shape[:2]))
-    except Exception as exc:
-        return _failed_record(task, exc)
-
-
-def process_batches(
-    tasks: list[dict[str, Any]], segmenter: Any, threads: int, batch_size: int
-) -> Iterator[dict[str, Any]]:
-    """Records of ``tasks`` (in order) with a batched segmenter.
-
-    Threads load, resize and later finish (inpaint, encode, write) images while the device
-    segments: the next batch is loaded while the current one is on the device. A batch that
-    fails on the device (out of memory, a bad image) is retried one image at a time, so one
-    bad image fails alone.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    batches = [tasks[i : i + batch_size] for i in range(0, len(tasks), batch_size)]
-
-    def load(batch: list[dict[str, Any]]) -> list[Any]:
-        return [pool.submit(_load_and_prepare, task, segmenter) for task in batch]
-
-    def results(batch: list[dict[str, Any]], loaded: list[Any], finishing: dict) -> Iterator:
-        for task, item in zip(batch, loaded, strict=True):
-            if item[0] != "todo":
-                yield item[1]
-                continue
-            future, mask = finishing[task["image_id"]]
-            yield future.result() if future is not None else _failed_record(task, mask)
-
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        loading = load(batches[0]) if batches else []
-        previous: tuple[Any, ...] | None = None
-        for index, batch in enumerate(batches):
-            loaded = [future.result() for future in loading]
-            if index + 1 < len(batches):
-                loading = load(batches[index + 1])  # read ahead while the device works
-            todo = [(t, item) for t, item in zip(batch, loaded, strict=True) if item[0] == "todo"]
-            masks = _infer_or_one_by_one(segmenter, todo)
-            finishing = {
-                task["image_id"]: (
-                    pool.submit(_restore_and_write, task, segmenter, item[1], mask)
-                    if isinstance(mask, np.ndarray)
-                    else None,
-                    mask,
-                )
-                for (task, item), mask in zip(todo, masks, strict=True)
-            }
-            if previous is not None:  # the batch before finishes while this one was inferred
-                yield from results(*previous)
-            previous = (batch, loaded, finishing)
-        if previous is not None:
-            yield from results(*previous)
-
-
-def _infer_or_one_by_one(segmenter: Any, todo: list[tuple[dict[str, Any], Any]]) -> list[Any]:
-    """Masks of a batch; if the batch fails, each image alone (an exception where it fails)."""
-    if not todo:
-        return []
-    try:
-        return list(segmenter.infer([item[2] for _, item in todo]))
-    except Exception as exc:
-        if is_disk_full(exc):
-            raise
-        if len(todo) == 1:
-            return [exc]
-        log.warning("a batch of %d images failed (%s); retrying one by one", len(todo), exc)
-    masks: list[Any] = []
-    for _, item in todo:
-        try:
-            masks.append(segmenter.infer([item[2]])[0])
-        except Exception as exc:
-            if is_disk_full(exc):
-                raise
-            masks.append(exc)
-    return masks
+        return failed_record(task, exc)
 
 
 # Per-process state of a worker: its one segmenter session, built by the pool initializer.
@@ -339,6 +239,8 @@ def _run_tasks(
         yield from run_variant_tasks(tasks, spec, scheduler, batch_size)
         return
     if is_batched_kind(spec):
+        from figureground.variants.batched import process_batches
+
         segmenter = build_segmenter(spec)
         threads = workers if workers > 1 else (os.cpu_count() or 1)
         yield from logs.progress(

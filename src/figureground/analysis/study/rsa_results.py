@@ -157,8 +157,11 @@ def rsa_inference(
     cfg : RSA settings (method, n_boot, n_permutations, ci, seed).
     partial_pairs : (target, given) model indices of the partial RSA curves.
     scheduler : where the permutation blocks run: ``serial``, a Dask address or client
-        (:func:`figureground.scale.tasks.rdm_permutation_test_blocks`; identical nulls).
-    device : a torch device for the bootstrap and the permutations (None: numpy).
+        (:func:`figureground.scale.tasks.null_distribution`; identical nulls). The MEG RDMs
+        are ranked and standardised once per call; each model RDM is tested with the same
+        permutations (:func:`figureground.analysis.stats.permutation_draws` from ``cfg.seed``).
+    device : a torch device for the bootstrap and the permutations (None: numpy; with a
+        device the permutations run in this process).
 
     Returns
     -------
@@ -166,8 +169,16 @@ def rsa_inference(
     ``p_perm_fwer`` (times, models; NaN for partial curves and methods without a
     permutation test). The bootstrap resamples images with the same draws at every time.
     """
-    from figureground.analysis.stats import bootstrap
-    from figureground.scale.tasks import rdm_permutation_test_blocks
+    from figureground.analysis.stats import (
+        TIE_TOLERANCE,
+        bootstrap,
+        check_rdms,
+        null_correlations,
+        permutation_draws,
+        permutation_p_value,
+        standardised_rdms,
+    )
+    from figureground.scale.tasks import null_distribution
 
     n_times = meg_rdms.shape[0]
     n_curves = model_rdms.shape[0] + len(partial_pairs)
@@ -192,20 +203,18 @@ def rsa_inference(
             out["ci_high"][start : start + step] = result.upper
     permutation_method = PERMUTATION_METHOD[cfg.method]
     if cfg.n_permutations > 0 and permutation_method is not None:
-        for k, model_rdm in enumerate(model_rdms):
-            test = rdm_permutation_test_blocks(
-                meg_rdms,
-                model_rdm,
-                n_permutations=cfg.n_permutations,
-                method=permutation_method,
-                seed=cfg.seed,
-                scheduler=scheduler,
-                device=device,
-            )
-            out["p_perm"][:, k] = test.p_value
-            maxima = test.null.max(axis=1)
+        check_rdms(meg_rdms, model_rdms[0])
+        # Ranked and standardised once for every model; every model gets the same draws.
+        z_data = standardised_rdms(meg_rdms, permutation_method)
+        perms = permutation_draws(n_conditions, cfg.n_permutations, cfg.seed)
+        identity = np.arange(n_conditions)[None]
+        for k, z_model in enumerate(standardised_rdms(model_rdms, permutation_method)):
+            null = null_distribution(z_data, z_model, perms, scheduler, device=device)
+            observed = null_correlations(z_data, z_model, identity, device)[0]
+            out["p_perm"][:, k] = permutation_p_value(observed, null, "greater", TIE_TOLERANCE)
+            maxima = null.max(axis=1)
             out["p_perm_fwer"][:, k] = (
-                1.0 + (maxima[None, :] >= test.observed[:, None]).sum(1)
+                1.0 + (maxima[None, :] >= observed[:, None] - TIE_TOLERANCE).sum(1)
             ) / (1.0 + cfg.n_permutations)
     return out
 
