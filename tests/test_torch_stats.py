@@ -65,6 +65,15 @@ def test_bootstrap_statistic_on_torch_is_numpys(method: str) -> None:
         np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
         assert np.isnan(got[:, 5]).all() and np.isfinite(got[:, :5]).all()
         np.testing.assert_allclose(got, expected, atol=1e-9, equal_nan=True)
+    # Degenerate inputs: a constant data RDM and a constant model RDM.
+    meg[1] = 1.0 - np.eye(n, dtype=np.float32)
+    models[1] = 1.0 - np.eye(n)
+    index = rng.integers(0, n, n)
+    expected = rsa_results._rsa_statistic(meg, models, method, pairs)(index)
+    got = rsa_results._rsa_statistic(meg, models, method, pairs, device="cpu")(index)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got, expected, atol=1e-9, equal_nan=True)
+    assert np.isnan(got[1, 3:]).all() and np.isnan(got[:, 4]).all()  # partials undefined
 
 
 def participant(n_images: int = 24, seed: int = 0) -> tuple[xr.DataArray, dict]:

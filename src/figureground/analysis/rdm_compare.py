@@ -107,8 +107,9 @@ def _partial(a: np.ndarray, b: np.ndarray, semi: bool) -> np.ndarray:
         model = b[k] - basis @ (basis.T @ b[k])
         model_norm = np.sqrt(model @ model)
         model_scale = np.linalg.norm(b[k] - b[k].mean())
-        if not model_norm > _DEGENERATE * model_scale:
-            # The model lies in the span of the others (e.g. few pairs): no unique share.
+        if not model_norm > _DEGENERATE * model_scale or model_scale == 0:
+            # The model lies in the span of the others (e.g. few pairs), or is constant:
+            # no unique share.
             out[:, k] = np.nan
             continue
         dots = a @ model  # the residual model is orthogonal to the basis

@@ -134,10 +134,16 @@ def rsa_statistic(
         if partial_pairs:
             r_data = (z_data @ z_models.T).cpu().numpy()  # (times, models), centred
             r_models = (z_models @ z_models.T).cpu().numpy()
+            # A constant data row or target model has no partial correlation (NaN, as in
+            # rdm_compare); standardise leaves such rows all zero.
+            data_varies = (z_data != 0).any(dim=-1).cpu().numpy()
+            model_varies = (z_models != 0).any(dim=-1).cpu().numpy()
             for k, (target_model, given) in enumerate(partial_pairs):
-                out[:, n_models + k] = _partial_from_correlations(
+                value = _partial_from_correlations(
                     r_data[:, target_model], r_data[:, given], r_models[target_model, given]
                 )
+                ok = data_varies & model_varies[target_model]
+                out[:, n_models + k] = np.where(ok, value, np.nan)
         out[~np.isfinite(out)] = np.nan
         return out
 
