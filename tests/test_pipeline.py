@@ -192,3 +192,14 @@ def test_report_renders_in_headless_chromium(finished_run: Path, tmp_path: Path)
         pixels = image.convert("L")
         assert image.size == (1200, 1600)
         assert pixels.getextrema()[0] < 100  # something dark (text, figures) was drawn
+
+
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="a CUDA GPU is present: nothing to refuse"
+)
+def test_cuda_backend_without_a_gpu_is_refused_before_any_work(tmp_path: Path) -> None:
+    spec = {**TINY_STUDY, "analyses": {**TINY_STUDY["analyses"], "rsa": {"backend": "torch_cuda"}}}
+    study = parse_study(spec, base_dir=tmp_path)
+    with pytest.raises(UsageError, match=r"analyses\.rsa\.backend asks for a CUDA GPU"):
+        run_study(study)
+    assert not (tmp_path / "run").exists()

@@ -182,7 +182,9 @@ def stage_variants(state: RunState, cache: StageCache) -> None:
 
     cfg = state.study.variants
     out_dir = state.run_dir / "variants"
-    key = params_hash([dataclasses.asdict(cfg), sha256_file(state.manifest_path)])
+    fields = dataclasses.asdict(cfg)
+    fields.pop("batch_size")  # speed only: the images do not depend on it
+    key = params_hash([fields, sha256_file(state.manifest_path)])
     if cache.is_done("variants", key):
         state.skipped.append("variants")
     else:
@@ -342,7 +344,10 @@ def stage_analyses(state: RunState, cache: StageCache) -> None:
     results_dir = state.run_dir / "results"
     inputs = [fingerprint(p["epochs"]) for p in state.neural_files.values()]
     inputs += [fingerprint(s["store"]) for s in state.feature_stores.values()]
-    key = params_hash([dataclasses.asdict(state.study.analyses), inputs])
+    fields = dataclasses.asdict(state.study.analyses)
+    if fields["rsa"]["backend"] == "numpy":  # (left out then: earlier runs keep their keys)
+        fields["rsa"].pop("backend")
+    key = params_hash([fields, inputs])
     if cache.is_done("analyses", key):
         state.skipped.append("analyses")
         return
@@ -403,18 +408,49 @@ def run_provenance(state: RunState) -> dict[str, Any]:
     )
 
 
+def check_devices(study: StudyConfig) -> None:
+    """Refuse, before any work, a study that asks for a CUDA backend on a machine without one.
+
+    Raises
+    ------
+    UsageError
+        One line naming the setting.
+    """
+    wanted = [
+        name
+        for name, backend in (
+            ("analyses.rsa.backend", study.analyses.rsa.backend),
+            ("analyses.encoding.backend", study.analyses.encoding.backend),
+        )
+        if backend == "torch_cuda"
+    ]
+    if study.features.device == "cuda":
+        wanted.append("features.device")
+    if not wanted:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UsageError(
+            f"{', '.join(wanted)} asks for a CUDA GPU but none is visible here; use numpy / "
+            "cpu (or auto) on this machine"
+        )
+
+
 def run_study(
-    study: StudyConfig, run_dir: Path | None = None, scheduler: str = "serial"
+    study: StudyConfig, run_dir: Path | None = None, scheduler: str | Any = "serial"
 ) -> RunState:
     """Run every stage of ``study`` into ``run_dir`` (default: the study's ``output``).
 
-    ``scheduler`` (``serial``, ``local[:N]`` or a Dask scheduler address) runs variants,
+    ``scheduler`` (``serial``, ``local[:N]``, a Dask scheduler address or a
+    ``distributed.Client``) runs variants,
     features and permutation tests; one client serves the whole run. Outputs and their cache
     keys do not depend on it.
     """
     from figureground.scale.dask_run import dask_client, parse_scheduler
 
-    parse_scheduler(scheduler)  # a bad value fails before any work
+    parse_scheduler(scheduler)  # bad values fail before any work
+    check_devices(study)
     run_dir = Path(run_dir) if run_dir else study.resolve(study.output)
     run_dir = run_dir.resolve()
     state = RunState(run_dir=run_dir, study=study)

@@ -289,6 +289,8 @@ def run_analyses(
     truth = _ground_truth(neural_files)
     if truth is not None:
         summary["ground_truth"] = truth
+    if not cfg.seed.enabled:  # an earlier run's seed results must not outlive the setting
+        (results_dir / "seed_distance.csv").unlink(missing_ok=True)
     if cfg.seed.enabled:
         meg = load_recordings(neural_files)
         table = seed_results(cfg, meg, feature_stores)

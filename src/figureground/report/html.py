@@ -229,6 +229,9 @@ def build_report(run_dir: Path, examples: int = 4) -> Path:
         if seed
         else None
     )
+    if not seed:  # an earlier run's figure must not outlive the setting
+        for stale in fig_dir.glob("fig2_seed_distance.*"):
+            stale.unlink()
 
     careful = careful_sections(results_dir, summary, fig_dir)
 

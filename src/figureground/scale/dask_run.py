@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import uuid
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ T = TypeVar("T")
 # Per-process cache of expensive objects (one model per worker, not per task). It lives in
 # each worker process and is never shared; keys are complete, immutable specs.
 _PROCESS_CACHE: dict[Hashable, Any] = {}
+_PROCESS_CACHE_LOCK = threading.Lock()  # a worker with several threads builds each once
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ def _is_large(value: Any) -> bool:
 
 def worker_cached(key: Hashable, factory: Callable[[], T]) -> T:
     """The object cached under ``key`` in this process, built by ``factory`` on first use."""
-    if key not in _PROCESS_CACHE:
-        _PROCESS_CACHE[key] = factory()
-    return _PROCESS_CACHE[key]
+    with _PROCESS_CACHE_LOCK:
+        if key not in _PROCESS_CACHE:
+            _PROCESS_CACHE[key] = factory()
+        return _PROCESS_CACHE[key]

@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 import numpy as np
@@ -290,7 +291,7 @@ def resolve_masks(directory: str) -> SegmenterSpec:
 # ---------------------------------------------------------------- registry
 
 
-def _torch_module():  # imported on use: it imports this module, and torch is slow to import
+def _torch_module() -> ModuleType:  # on use: it imports this module, and torch is slow
     from figureground.variants import segment_torch
 
     return segment_torch

@@ -11,8 +11,10 @@ rembg's ``dis_custom`` session step for step, so on the CPU in float32 the masks
 3. ``restore`` (CPU, any thread): the 1024 x 1024 mask resized back with Lanczos, / 255.
 
 Precision is part of the segmenter spec (``isnet-torch:bf16``, ``:fp16``, ``:fp32``) and of
-every image's rerun key; without it, bf16 is chosen when a CUDA GPU is present and fp32
-otherwise. The device is chosen when the worker builds the segmenter (CUDA when present).
+every image's rerun key; without it, the process that resolves the spec (the one running
+``figureground variants`` / ``run``) picks bf16 when it sees a CUDA GPU and fp32 otherwise,
+so name it when that process and the Dask workers differ. The device is chosen where the
+segmenter is built (each worker: CUDA when present).
 """
 
 from __future__ import annotations

@@ -19,7 +19,13 @@ log = logs.get_logger(__name__)
 def encoding_results(
     cfg: AnalysesConfig, meg: Mapping[str, Any], stores: Sequence[Mapping[str, Any]]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Encoding accuracy per condition and variance partitioning, for every model and layer."""
+    """Encoding accuracy per condition and variance partitioning, for every model and layer.
+
+    Participants are the outer loop, so lazily read recordings are read once each; the
+    features (and their PCA basis) are re-read per participant instead, which is cheap for
+    pooled features and P times the feature work for full maps. Rows come out ordered by
+    model, layer, participant, condition.
+    """
     from figureground.analysis.encoding import (
         RidgeSettings,
         encode,

@@ -294,8 +294,10 @@ def rsa_one(
         device=device,
         rdms_out=meg_rdms,
     ).assign(level=level)
-    if int(table["n_conditions"].iloc[0]) != len(labels):
-        raise DataError(f"RSA used {table['n_conditions'].iloc[0]} conditions, not {len(labels)}")
+    if int(table["n_conditions"].iloc[0]) != len(labels):  # an internal invariant
+        raise RuntimeError(
+            f"RSA used {table['n_conditions'].iloc[0]} conditions, not {len(labels)}"
+        )
     conditions = list(model_values)
     model_rdms = np.stack([compute_rdms(model_values[c], cfg.model_metric) for c in conditions])
     partial_pairs = [
