@@ -19,7 +19,12 @@ Scores:
   then over sensors) of the joint foreground + background banded model and of each band
   alone, and the unique / shared components derived from them.
 
-The himalaya backend is set in one place, :func:`ridge_backend`, and restored afterwards.
+The ridge and banded-ridge fits are :func:`figureground.analysis.banded_ridge.fit_banded_ridge`:
+himalaya's random-search algorithm (its Dirichlet band weightings, its penalty selection)
+with the cross-validated predictions reordered so that time grows linearly with the images,
+where himalaya's own solvers form a test x training images matrix; the results agree with
+``himalaya.ridge.RidgeCV`` / ``GroupRidgeCV`` to rounding. They run on himalaya's backend,
+which is set in one place, :func:`ridge_backend`, and restored afterwards.
 """
 
 from __future__ import annotations
@@ -215,10 +220,8 @@ def fit_predict(
     -------
     Predicted responses, shape (test images, targets), float64 numpy.
     """
-    from himalaya.backend import get_backend
-    from himalaya.ridge import GroupRidgeCV, RidgeCV
+    from figureground.analysis.banded_ridge import fit_banded_ridge
 
-    backend = get_backend()
     reduced = [
         reduce_features(tr, te, settings.n_components, seed)
         for tr, te in zip(bands_train, bands_test, strict=True)
@@ -230,30 +233,19 @@ def fit_predict(
     Y_centred = np.asarray(Y_train, dtype=dtype) - y_mean.astype(dtype)
     cv = _train_folds(len(Y_train), groups_train, settings.inner_splits, seed)
     alphas = np.asarray(settings.alphas, dtype=dtype)
-    if len(Xs_train) == 1:
-        model = RidgeCV(
-            alphas=alphas,
-            cv=cv,
-            solver_params={"n_targets_batch": settings.n_targets_batch, "warn": False},
-        )
-        model.fit(Xs_train[0], Y_centred)
-        predicted = model.predict(Xs_test[0])
-    else:
-        model = GroupRidgeCV(
-            groups="input",
-            cv=cv,
-            random_state=seed,
-            solver_params={
-                "n_iter": settings.n_iter,
-                "alphas": alphas,
-                "progress_bar": False,
-                "n_targets_batch": settings.n_targets_batch,
-                "warn": False,
-            },
-        )
-        model.fit(Xs_train, Y_centred)
-        predicted = model.predict(Xs_test)
-    return np.asarray(backend.to_numpy(predicted), dtype=np.float64) + y_mean
+    # Ridge (one band) and banded ridge, with predictions computed in time linear in the
+    # images; with one band every weighting is 1, i.e. ridge with a per-target penalty.
+    weights = fit_banded_ridge(
+        Xs_train,
+        Y_centred,
+        alphas,
+        settings.n_iter if len(Xs_train) > 1 else 1,
+        cv,
+        seed,
+        n_targets_batch=settings.n_targets_batch,
+    )
+    predicted = np.concatenate(Xs_test, axis=1) @ weights
+    return np.asarray(predicted, dtype=np.float64) + y_mean
 
 
 # ----------------------------------------------------------------------------- scores
