@@ -15,7 +15,7 @@ images x times for encoding, test trials x times for ceilings.
 
 Usage: python bench/bench_scale.py [--fractions 1/8,1/4,1/2,1] [--keep DIR]
        The default is the issue's ladder, 1/8 to full size: 16 GB of disk (deleted as it
-       goes) and about 40 minutes on 2 cores. A quick check of the same code:
+       goes) and about 20 minutes on 2 cores. A quick check of the same code:
        FIGUREGROUND_BENCH_FRACTIONS=1/64,1/32,1/16 python bench/bench_scale.py (~3 min).
 """
 
