@@ -264,6 +264,7 @@ def rdm_permutation_test(
     alternative: str = "greater",
     batch_size: int = PERMUTATION_DRAW_BATCH,
     device: str | None = None,
+    null_function: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> PermutationResult:
     """RSA permutation test: permute the model RDM's rows and columns together.
 
@@ -276,6 +277,8 @@ def rdm_permutation_test(
         :func:`permutation_draws`).
     device : a torch device (``"cuda"``) to gather and correlate on, in float64, from the
         same draws (:func:`null_correlations`); None: numpy.
+    null_function : ``(z_data, z_model, perms) -> null`` computing :func:`null_correlations`
+        elsewhere (e.g. in blocks on Dask); None: here, on ``device``.
 
     Returns
     -------
@@ -289,7 +292,10 @@ def rdm_permutation_test(
     z_model = standardised_rdms(model_rdm, method)
     z_model = z_model[0] if np.ndim(model_rdm) == 1 else z_model
     perms = permutation_draws(n, n_permutations, seed, batch_size)
-    null = null_correlations(z_data, z_model, perms, device)
+    if null_function is None:
+        null = null_correlations(z_data, z_model, perms, device)
+    else:
+        null = null_function(z_data, z_model, perms)
     observed = null_correlations(z_data, z_model, np.arange(n)[None], device)[0]
     if squeeze:
         observed, null = observed[0], null[:, 0]

@@ -194,27 +194,20 @@ def rdm_permutation_test_blocks(
 
     The RDMs are ranked and standardised once, here; the blocks only gather and correlate.
     """
-    from figureground.analysis.stats import (
-        TIE_TOLERANCE,
-        PermutationResult,
-        check_rdms,
-        null_correlations,
-        permutation_draws,
-        permutation_p_value,
-        standardised_rdms,
-    )
+    from figureground.analysis.stats import rdm_permutation_test
 
-    n = check_rdms(data_rdms, model_rdm)
-    z_data = standardised_rdms(data_rdms, method)
-    z_model = standardised_rdms(model_rdm, method)
-    z_model = z_model[0] if np.ndim(model_rdm) == 1 else z_model
-    perms = permutation_draws(n, n_permutations, seed)
-    null = null_distribution(z_data, z_model, perms, scheduler, block_size, device)
-    observed = null_correlations(z_data, z_model, np.arange(n)[None], device)[0]
-    if np.ndim(data_rdms) == 1:
-        observed, null = observed[0], null[:, 0]
-    p_value = permutation_p_value(observed, null, alternative, TIE_TOLERANCE)
-    return PermutationResult(observed, null, p_value, alternative, seed)
+    return rdm_permutation_test(
+        data_rdms,
+        model_rdm,
+        n_permutations,
+        method,
+        seed,
+        alternative,
+        device=device,
+        null_function=lambda z_data, z_model, perms: null_distribution(
+            z_data, z_model, perms, scheduler, block_size, device
+        ),
+    )
 
 
 __all__: Sequence[str] = (
