@@ -197,3 +197,154 @@ def test_layers_command_lists_names(capsys):
     assert cli.main(["layers", "resnet18"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "layer2" in lines and lines.index("layer2") < lines.index("layer2.0.conv1")
+
+
+# ---- resnet50_coco: the ResNet50 backbone of torchvision's COCO-trained Faster R-CNN ----
+
+COCO_FILE = "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
+
+
+@pytest.fixture(scope="module")
+def detector_file(tmp_path_factory):
+    """A seeded random Faster R-CNN (ResNet50-FPN) and its state dict, written by the test.
+
+    The backbone's batch-norm parameters and statistics are randomised, so that a mapping
+    which lost or swapped them would change the activations.
+    """
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        detector = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).eval()
+        with torch.no_grad():
+            for module in detector.backbone.body.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.weight.uniform_(0.5, 1.5)
+                    module.bias.normal_(0.0, 0.1)
+                    module.running_mean.normal_(0.0, 0.1)
+                    module.running_var.uniform_(0.5, 2.0)
+    path = tmp_path_factory.mktemp("detector") / "faster_rcnn_random.pth"
+    torch.save(detector.state_dict(), path)
+    return detector, path
+
+
+def _layer2(module, batch):
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    with torch.inference_mode():
+        return create_feature_extractor(module, ["layer2"])(batch)["layer2"]
+
+
+def _detector_layer2(detector, batch):
+    # IntermediateLayerGetter returns layer1..layer4 as "0".."3".
+    with torch.inference_mode():
+        return detector.backbone.body(batch)["1"]
+
+
+@pytest.mark.parametrize("layout", ["detector", "frozen_batchnorm", "bare_resnet50"])
+def test_resnet50_coco_file_matches_the_detector_backbone(detector_file, tmp_path, layout):
+    detector, path = detector_file
+    if layout != "detector":
+        state = torch.load(path, weights_only=True)
+        if layout == "frozen_batchnorm":
+            # The trained detector's FrozenBatchNorm2d layout: no num_batches_tracked.
+            state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+        else:
+            prefix = "backbone.body."
+            state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+            state.update(
+                {f"fc.{k}": v for k, v in torch.nn.Linear(2048, 1000).state_dict().items()}
+            )
+        path = tmp_path / f"{layout}.pth"
+        torch.save(state, path)
+    loaded = models.load_model("resnet50_coco", str(path))
+    assert isinstance(loaded.module, torchvision.models.ResNet)
+    assert isinstance(loaded.module.fc, torch.nn.Identity)
+    batch = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    ours = _layer2(loaded.module, batch)
+    assert ours.shape == (2, 512, 28, 28)
+    torch.testing.assert_close(ours, _detector_layer2(detector, batch), rtol=0, atol=1e-5)
+    if layout == "frozen_batchnorm":
+        # The trained detector's own backbone (FrozenBatchNorm2d) computes the same, up to
+        # rounding (it folds the statistics into one scale and shift: about 2e-5 here).
+        from torchvision.ops.misc import FrozenBatchNorm2d
+
+        frozen = torchvision.models.resnet50(norm_layer=FrozenBatchNorm2d).eval()
+        prefix = "backbone.body."
+        result = frozen.load_state_dict(
+            {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)},
+            strict=False,
+        )
+        assert set(result.missing_keys) == {"fc.weight", "fc.bias"}
+        assert not result.unexpected_keys
+        torch.testing.assert_close(ours, _layer2(frozen, batch), rtol=1e-4, atol=1e-4)
+    body = detector.backbone.body.state_dict()
+    for key, value in loaded.module.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(value, body[key]), key
+    assert loaded.weights.name == "file" and loaded.weights.sha256 == weights.sha256_file(path)
+
+
+def test_resnet50_coco_refuses_another_architecture_in_one_line(resnet18_file):
+    with pytest.raises(UsageError, match="do not fit resnet50_coco") as info:
+        models.load_model("resnet50_coco", str(resnet18_file))
+    assert "keys missing" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["COCO_V1", "DEFAULT"])
+def test_resnet50_coco_offline_names_the_file(empty_torch_home, name):
+    with pytest.raises(ModelUnavailableError) as info:
+        models.load_model("resnet50_coco", name)
+    message = str(info.value)
+    assert COCO_FILE in message
+    assert str(empty_torch_home / "hub" / "checkpoints") in message
+    assert f"https://download.pytorch.org/models/{COCO_FILE}" in message
+    assert "\n" not in message
+
+
+def test_resnet50_coco_cached_file_with_wrong_hash_is_refused(empty_torch_home, detector_file):
+    # A file the test writes cannot have the SHA-256 prefix 258fb6c6 of the official one.
+    cache = empty_torch_home / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / COCO_FILE).write_bytes(detector_file[1].read_bytes())
+    with pytest.raises(ModelUnavailableError, match="258fb6c6") as info:
+        models.load_model("resnet50_coco", "COCO_V1")
+    assert COCO_FILE in str(info.value) and "\n" not in str(info.value)
+
+
+def test_resnet50_coco_found_in_the_cache(empty_torch_home, detector_file, monkeypatch):
+    # The hash check is tested above; here it is bypassed to test resolution and loading.
+    detector, path = detector_file
+    cache = empty_torch_home / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / COCO_FILE).write_bytes(path.read_bytes())
+    monkeypatch.setattr(weights, "verify_hash_prefix", weights.sha256_file)
+    loaded = models.load_model("resnet50_coco", "COCO_V1")
+    assert loaded.weights.name == "COCO_V1"
+    assert loaded.weights.file == str(cache / COCO_FILE)
+    assert loaded.weights.sha256 == weights.sha256_file(path)
+    batch = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(
+        _layer2(loaded.module, batch), _detector_layer2(detector, batch), rtol=0, atol=1e-5
+    )
+
+
+def test_resnet50_coco_layers_preprocessing_and_untrained(detector_file, capsys):
+    detector, _ = detector_file
+    loaded = models.load_model("resnet50_coco", "none", seed=4)
+    names = models.list_layers(loaded)
+    for name in ("conv1", "layer1", "layer2", "layer3", "layer4", "avgpool"):
+        assert name in names, name
+    again = models.load_model("resnet50_coco", "none", seed=4)
+    assert torch.equal(loaded.module.conv1.weight, again.module.conv1.weight)
+    assert loaded.weights.seed == 4 and loaded.weights.name == "none"
+    # The detector normalises with ImageNet mean/std; resize 256 / crop 224 as resnet50 V1.
+    pre = loaded.preprocessing
+    assert list(pre.mean) == list(detector.transform.image_mean)
+    assert list(pre.std) == list(detector.transform.image_std)
+    assert (pre.resize, pre.crop) == (256, 224)
+    with pytest.raises(UsageError, match="COCO_V1"):
+        models.load_model("resnet50_coco", "IMAGENET1K_V1")
+    assert cli.main(["layers", "resnet50_coco"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(name in lines for name in ("layer1", "layer2", "layer3", "layer4"))

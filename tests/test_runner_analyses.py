@@ -85,7 +85,6 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict
         participants=2,
         layer="layer2",
         test_images=5,
-        test_reps=4,
     )
     neural = {
         f"P{n}": {
@@ -164,7 +163,9 @@ def test_figure_beats_ground(finished: tuple[Path, dict, dict]) -> None:
     means = plain.groupby(["participant", "level", "condition"])["value"].mean().unstack()
     assert (means["no_background"] > means["no_foreground"] + 0.1).all()
     rows = pd.DataFrame(summary["rsa"]["figure_vs_ground"])
-    assert (rows[rows["stratum"] == "all"]["figure_minus_ground"] > 0).all()
+    # the brain follows the flattened no-background map, so the flat view must see it
+    flat = rows[(rows["stratum"] == "all") & (rows["view"] == "flat")]
+    assert len(flat) > 0 and (flat["figure_minus_ground"] > 0).all()
     enc = pd.DataFrame(summary["encoding"]["figure_vs_ground"])
     assert (enc["figure_minus_ground"] > 0).all()
     part = pd.DataFrame(summary["variance_partition"]["figure_vs_ground"])
@@ -188,6 +189,7 @@ def test_rsa_matches_scipy_and_intervals_cover(finished: tuple[Path, dict, dict]
     row = rsa[
         (rsa["participant"] == "P1")
         & (rsa["level"] == "image")
+        & (rsa["view"] == "flat")
         & (rsa["stratum"] == "all")
         & (rsa["condition"] == "no_background")
         & rsa["given"].isna()

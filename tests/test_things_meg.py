@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from figureground.errors import DataError, UsageError
-from figureground.neural import things_meg
+from figureground.neural import sensors, things_meg
+from figureground.neural.aggregate import TrialSource, pick_channels
 
 N_CH, N_T, SFREQ, TMIN = 30, 50, 100.0, -0.1
 
@@ -38,18 +39,61 @@ def _attributes(rng: np.random.Generator) -> pd.DataFrame:
     return frame
 
 
+# THINGS numbering of the fixture's images (things_image_nr), as in the public CSV; catch
+# trials have none (an empty CSV field).
+THINGS_IMAGE_NR = {
+    "ant_03c": 3,
+    "bee_13s": 120,
+    "cat_01b": 201,
+    "cat_02s": 202,
+    "dog_01a": 301,
+    "dog_02b": 302,
+    "owl_14s": 414,
+}
+CATCH_CODE = 999999  # the authors' event code for catch trials
+
+
+def _things_columns(attributes: pd.DataFrame) -> pd.DataFrame:
+    """Add the public CSV's columns with their missing values (NaN for catch rows)."""
+    frame = attributes.copy()
+    stems = frame["image_path"].map(_stem)
+    catch = frame["trial_type"] == "catch"
+    test = frame["trial_type"] == "test"
+    frame["things_image_nr"] = stems.map(THINGS_IMAGE_NR).astype(float)  # NaN for catch
+    frame["things_category_nr"] = (frame["things_image_nr"] // 100 + 1).where(~catch)
+    frame["test_image_nr"] = np.where(test, 1.0, np.nan)
+    frame["responded"] = catch.astype(int)
+    frame["key_id"] = pd.Series(np.where(catch, "b", None), dtype=object)  # text, mostly empty
+    frame["RT"] = np.nan  # a column that is empty throughout
+    return frame
+
+
 def _write(
-    tmp_path: Path, attach: bool = True, seed: int = 0, n_ch: int = N_CH, bad_sample: bool = False
+    tmp_path: Path,
+    attach: bool = True,
+    seed: int = 0,
+    n_ch: int = N_CH,
+    bad_sample: bool = False,
+    *,
+    names: list[str] | None = None,
+    things: bool = False,
+    codes: str = "image_nr",
+    info: mne.Info | None = None,
 ) -> tuple[Path, Path, np.ndarray, pd.DataFrame]:
+    """Epochs file + attributes CSV; ``things`` adds the public CSV's sparse columns and
+    ``codes="things_image_nr"`` writes the public files' event codes (999999 for catch)."""
     rng = np.random.default_rng(seed)
     attributes = _attributes(rng)
-    data = rng.standard_normal((len(attributes), n_ch, N_T)).astype(np.float32)
+    if things:
+        attributes = _things_columns(attributes)
+    if info is None:
+        names = names or [f"MLC{i:02d}" for i in range(n_ch)]
+        info = mne.create_info(names, SFREQ, "mag")
+    data = rng.standard_normal((len(attributes), len(info.ch_names), N_T)).astype(np.float32)
     if bad_sample:
         data[4, 2, 7] = np.nan
-    info = mne.create_info([f"MLC{i:02d}" for i in range(n_ch)], SFREQ, "mag")
-    events = np.column_stack(
-        [np.arange(len(data)) * 100, np.zeros(len(data), int), attributes["image_nr"]]
-    )
+    event_codes = attributes[codes].fillna(CATCH_CODE).to_numpy().astype(int)
+    events = np.column_stack([np.arange(len(data)) * 100, np.zeros(len(data), int), event_codes])
     epochs = mne.EpochsArray(
         data,
         info,
@@ -167,3 +211,156 @@ def test_load_participants_rejects_changed_channel_count(tmp_path: Path) -> None
     _write(tmp_path, seed=1, n_ch=29)
     with pytest.raises(DataError, match="29 channels"):
         things_meg.load_participants(tmp_path)
+
+
+def test_picks_match_with_or_without_the_ctf_suffix(tmp_path: Path) -> None:
+    info = sensors.things_meg_info(SFREQ)
+    fif, csv, data, attributes = _write(tmp_path, info=info)
+    names = info.ch_names
+    result = things_meg.load(fif, csv, picks=["MLC11", "MLO12-1609"])
+    assert list(result["channel"].values) == ["MLC11-1609", "MLO12-1609"]  # the file's names
+    rows = np.flatnonzero(attributes["image_path"].map(_stem) == "cat_01b")
+    expected = data[rows][:, [names.index("MLC11-1609"), names.index("MLO12-1609")]]
+    np.testing.assert_allclose(result.sel(image="cat_01b").values, expected.mean(0), rtol=1e-6)
+    prefix = things_meg.load(fif, csv, picks="MLO")
+    assert prefix.sizes["channel"] == 19
+    assert all(str(name).startswith("MLO") for name in prefix["channel"].values)
+    with pytest.raises(UsageError, match=r"not in .*\['MLX11', 'MRO11-1609'\]"):
+        things_meg.load(fif, csv, picks=["MLC11", "MLX11", "MRO11-1609"])
+    with pytest.raises(UsageError, match="empty"):
+        things_meg.load(fif, csv, picks=[])
+
+
+def test_suffixed_picks_work_on_a_file_without_suffixes(tmp_path: Path) -> None:
+    fif, csv, *_ = _write(tmp_path)  # channels MLC00..MLC29
+    result = things_meg.load(fif, csv, picks=["MLC03-1609", "MLC01"])
+    assert list(result["channel"].values) == ["MLC03", "MLC01"]
+
+
+def test_pick_channels_prefers_exact_names_and_skips_ambiguous_bare_names() -> None:
+    source = TrialSource(
+        name="mixed",
+        ch_names=["MLC11-1609", "MLC11-2622", "MLC12", "EEG-Fp1"],
+        times=np.zeros(1),
+        n_trials=0,
+        read=lambda indices, channels: np.zeros((0, 0, 0)),
+    )
+    np.testing.assert_array_equal(pick_channels(source, ["MLC11-2622", "EEG-Fp1"]), [1, 3])
+    np.testing.assert_array_equal(pick_channels(source, ["MLC12-1609"]), [2])
+    with pytest.raises(UsageError, match="MLC11"):
+        pick_channels(source, ["MLC11"])  # two channels share the bare name
+
+
+def test_missing_values_in_attached_metadata_match_the_csv(tmp_path: Path) -> None:
+    """Text and all-empty columns with missing values survive MNE's fif round trip as None
+    or NaN while the CSV reads NaN; correctly ordered rows must not be called misaligned."""
+    fif, csv, _, attributes = _write(tmp_path, things=True)
+    attached = mne.read_epochs(fif, preload=False, verbose="error").metadata
+    assert attached["key_id"].isna().any() and attached["RT"].isna().all()
+    assert ",," in csv.read_text() and str(CATCH_CODE) not in csv.read_text()
+    result = things_meg.load(fif, csv)
+    assert result.sizes["image"] == 5
+    test = things_meg.load(fif, csv, trial_type="test")
+    assert test.shape[:2] == (2, 3)
+    shuffled = attributes.iloc[np.r_[1, 0, 2 : len(attributes)]]  # swap the first two rows
+    shuffled.to_csv(csv, index=False)
+    with pytest.raises(DataError, match="misaligned"):
+        things_meg.load(fif, csv)
+
+
+def test_missing_value_forms_compare_equal(tmp_path: Path) -> None:
+    """Empty text, 'n/a' and NaN in the CSV all equal None/NaN in the attached metadata."""
+    fif, csv, _, attributes = _write(tmp_path, things=True)
+    text = csv.read_text().splitlines()
+    header, rows = text[0], text[1:]
+    key_id = header.split(",").index("key_id")
+    edited = []
+    for line in rows:
+        fields = line.split(",")
+        if fields[key_id] == "":
+            fields[key_id] = "n/a"
+        edited.append(",".join(fields))
+    csv.write_text("\n".join([header, *edited]) + "\n")
+    assert things_meg.load(fif, csv).sizes["image"] == 5
+    changed = attributes.copy()
+    changed.loc[changed["trial_type"] == "catch", "key_id"] = None  # a value became missing
+    changed.to_csv(csv, index=False)
+    with pytest.raises(DataError, match=r"key_id.*misaligned"):
+        things_meg.load(fif, csv)
+
+
+def test_csv_order_checked_against_things_image_nr_codes(tmp_path: Path) -> None:
+    fif, csv, _, attributes = _write(tmp_path, attach=False, things=True, codes="things_image_nr")
+    events = mne.read_epochs(fif, preload=False, verbose="error").events[:, 2]
+    catch = (attributes["trial_type"] == "catch").to_numpy()
+    assert (events[catch] == CATCH_CODE).all()
+    good = things_meg.load(fif, csv)
+    assert good.sizes["image"] == 5
+    exp_row = int(np.flatnonzero(attributes["trial_type"] == "exp")[0])
+    other = int(np.flatnonzero(attributes["trial_type"] == "exp")[1])
+    catch_row = int(np.flatnonzero(catch)[0])
+    for pair in ([exp_row, other], [exp_row, catch_row]):
+        swapped = attributes.copy()
+        swapped.iloc[pair] = swapped.iloc[pair[::-1]].to_numpy()
+        swapped.to_csv(csv, index=False)
+        with pytest.raises(DataError, match=r"things_image_nr=.*different order"):
+            things_meg.load(fif, csv)
+
+
+def test_image_nr_codes_still_checked_when_things_columns_exist(tmp_path: Path) -> None:
+    fif, csv, _, attributes = _write(tmp_path, attach=False, things=True, codes="image_nr")
+    assert things_meg.load(fif, csv).sizes["image"] == 5
+    attributes.iloc[::-1].to_csv(csv, index=False)
+    with pytest.raises(DataError, match=r"image_nr=.*different order"):
+        things_meg.load(fif, csv)
+
+
+def test_unrecognised_codes_warn_and_trust_the_order(tmp_path: Path, caplog) -> None:
+    fif, csv, _, attributes = _write(tmp_path, attach=False, things=True)
+    attributes.drop(columns=["image_nr", "things_image_nr"]).to_csv(csv, index=False)
+    with caplog.at_level("WARNING"):
+        assert things_meg.load(fif, csv).sizes["image"] == 5
+    assert "order not verified" in caplog.text
+
+
+def test_exp_row_without_image_path_is_a_data_error(tmp_path: Path) -> None:
+    fif, csv, _, attributes = _write(tmp_path, attach=False)
+    broken = attributes.copy()
+    row = int(np.flatnonzero(broken["trial_type"] == "exp")[0])
+    broken.loc[row, "image_path"] = None
+    broken.to_csv(csv, index=False)
+    with pytest.raises(DataError, match=f"row {row} .*without image_path"):
+        things_meg.load(fif, csv)
+
+
+def test_attributes_found_beside_the_epochs(tmp_path: Path) -> None:
+    fif, csv, _, _ = _write(tmp_path)
+    assert things_meg.find_attributes(fif) == csv
+    assert things_meg.find_participants(tmp_path) == {"P1": (fif, csv)}
+    csv.unlink()
+    assert things_meg.find_attributes(fif) is None
+    assert things_meg.find_participants(tmp_path) == {"P1": (fif, None)}
+
+
+def test_attributes_found_in_bids_sourcedata(tmp_path: Path) -> None:
+    bids = tmp_path / "ds004212"
+    preprocessed = bids / "derivatives" / "preprocessed"
+    sourcedata = bids / "sourcedata"
+    preprocessed.mkdir(parents=True)
+    sourcedata.mkdir()
+    for seed in (0, 1):
+        _, csv, _, _ = _write(preprocessed, seed=seed, attach=False)
+        csv.rename(sourcedata / csv.name)
+    fif = preprocessed / "preprocessed_P2-epo.fif"
+    assert things_meg.find_attributes(fif) == sourcedata / "sample_attributes_P2.csv"
+    found = things_meg.find_participants(preprocessed)
+    assert {name: csv for name, (_, csv) in found.items()} == {
+        "P1": sourcedata / "sample_attributes_P1.csv",
+        "P2": sourcedata / "sample_attributes_P2.csv",
+    }
+    arrays = things_meg.load_participants(preprocessed)  # no metadata attached: CSV needed
+    assert list(arrays) == ["P1", "P2"]
+    beside = preprocessed / "sample_attributes_P2.csv"
+    beside.write_bytes((sourcedata / "sample_attributes_P2.csv").read_bytes())
+    assert things_meg.find_attributes(fif) == beside  # beside the epochs wins
+    assert things_meg.find_attributes(tmp_path / "epochs.fif") is None

@@ -288,3 +288,136 @@ def test_isnet_on_demo_composites(demo_root: Path, tmp_path: Path) -> None:
     # Measured IoU 0.999 (ball_01b) and 0.997 (horse_01b); ISNet leaves faint alpha (<= 37/255)
     # on 12 % of the horse image's far background, hence 0.85 for the exactly-white share.
     check_composites(demo_root, tmp_path, table, min_iou=0.95, min_far_clean=0.85)
+
+
+# ------------------------------------------------------ validity metrics and the alpha floor
+
+VALIDITY_COLUMNS = ("haze", "haze_fraction", "silhouette_auc", "silhouette_detectability")
+
+
+def hazy_masks(root: Path, level: int = 13) -> Path:
+    """Soft masks: each of ``root/masks`` with a haze of ``level``/255 over its background."""
+    hazy = root / "hazy_masks"
+    hazy.mkdir()
+    for path in (root / "masks").glob("*.png"):
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(hazy / path.name), np.maximum(mask, level).astype(np.uint8))
+    return hazy
+
+
+def test_default_parameters_keep_the_earlier_record_key(tmp_path: Path) -> None:
+    root = things_folder(tmp_path / "src", concepts=1, exemplars=1)
+    table = make_variants(root, tmp_path / "out", segmenter="grabcut")
+    # The key the code gave these parameters before alpha_floor existed: its records are reused.
+    assert table["params_hash"].tolist() == ["53155f823aa13c9d"]
+
+
+def test_validity_columns_and_a_new_alpha_floor_remakes_the_images(tmp_path: Path) -> None:
+    root = things_folder(tmp_path / "src")
+    segmenter = f"masks:{hazy_masks(root)}"
+    out = tmp_path / "out"
+    table = make_variants(root, out, segmenter=segmenter)
+    written = pd.read_csv(out / "variants.csv")
+    for column in (*VALIDITY_COLUMNS, "alpha_floor"):
+        assert column in written.columns
+    np.testing.assert_allclose(written["haze"], 13 / 255, atol=1e-6)  # the planted haze
+    assert (written["haze_fraction"] == 1.0).all() and (written["alpha_floor"] == 0.0).all()
+    # Telea fills of these 96 px scenes are smoother than their noisy surroundings.
+    assert (written["silhouette_auc"] < 0.5).all()
+    np.testing.assert_allclose(
+        written["silhouette_detectability"], 2 * (0.5 - written["silhouette_auc"]), atol=2e-6
+    )
+    record = json.loads(variant_path(out, table.loc[0, "path"], "records").read_text())
+    assert record["metrics_version"] == 2 and record["haze"] == written.loc[0, "haze"]
+    before = output_files(out)
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+
+    floored = make_variants(root, out, segmenter=segmenter, alpha_floor=0.1)
+    after = output_files(out)
+    assert all(p.stat().st_mtime_ns != mtimes[p] for p in out.rglob("*.png"))  # all remade
+    changed = [k for k in before if k.endswith(".png") and before[k] != after[k]]
+    assert sorted(k.split("/")[0] for k in changed) == ["no_background"] * 4
+    assert (floored["haze"] == 0).all() and (floored["haze_fraction"] == 0).all()
+    assert (floored["alpha_floor"] == 0.1).all()
+    assert floored.loc[0, "params_hash"] != table.loc[0, "params_hash"]
+    pd.testing.assert_series_equal(floored["silhouette_auc"], table["silhouette_auc"])
+    for row in floored.itertuples():
+        mask = decode_png(variant_path(out, row.path, "mask").read_bytes())
+        assert (mask[mask < 128] == 13).all()  # the saved mask keeps the segmenter's haze
+        no_bg = decode_png(variant_path(out, row.path, "no_background").read_bytes())
+        assert (no_bg[mask < 128] == 255).all()  # the no-background image does not
+
+
+def test_records_of_an_earlier_version_get_the_new_metrics(tmp_path: Path) -> None:
+    root = things_folder(tmp_path / "src")
+    segmenter = f"masks:{hazy_masks(root)}"
+    make_variants(root, tmp_path / "fresh", segmenter=segmenter)
+    old = tmp_path / "old"
+    make_variants(root, old, segmenter=segmenter)
+    for path in (old / "records").rglob("*.json"):  # as written before these metrics existed
+        record = json.loads(path.read_text())
+        for name in (*VALIDITY_COLUMNS, "metrics_version"):
+            del record[name]
+        path.write_text(json.dumps(record))
+    (old / "variants.csv").unlink()
+    mtimes = {p: p.stat().st_mtime_ns for p in old.rglob("*.png")}
+
+    table = make_variants(root, old, segmenter=segmenter)
+    assert {p: p.stat().st_mtime_ns for p in old.rglob("*.png")} == mtimes  # none remade
+    assert table[list(VALIDITY_COLUMNS)].notna().all().all()
+    assert output_files(old) == output_files(tmp_path / "fresh")  # records and CSV included
+
+
+class SoftBatched:
+    """A batched segmenter (``prepare`` / ``infer`` / ``restore``) with a soft alpha: the
+    blue channel mapped to 0.03..1, a haze of 3% over these scenes' background."""
+
+    @staticmethod
+    def prepare(rgb: np.ndarray) -> np.ndarray:
+        return cv2.resize(rgb, (32, 32), interpolation=cv2.INTER_AREA)
+
+    @staticmethod
+    def infer(prepared: list[np.ndarray]) -> np.ndarray:
+        return np.stack([np.clip((p[..., 2] - 100.0) / 100.0, 0.03, 1.0) for p in prepared])
+
+    @staticmethod
+    def restore(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        return cv2.resize(mask.astype(np.float32), shape[::-1], interpolation=cv2.INTER_LINEAR)
+
+    def __call__(self, rgb: np.ndarray, image_id: str) -> np.ndarray:
+        return self.restore(self.infer([self.prepare(rgb)])[0], rgb.shape[:2])
+
+
+def test_batched_path_writes_the_same_metric_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from figureground.variants import segment
+
+    for name, batched in (("soft-batched", True), ("soft-single", False)):
+        kind = segment.SegmenterKind(
+            lambda _, name=name: segment.SegmenterSpec(kind=name, spec=name),
+            lambda _: SoftBatched(),
+            "test segmenter",
+            batched=batched,
+        )
+        monkeypatch.setitem(segment.SEGMENTERS, name, kind)
+    root = things_folder(tmp_path / "src", concepts=2, exemplars=3)
+    one = make_variants(root, tmp_path / "one", segmenter="soft-single")
+    many = make_variants(root, tmp_path / "many", segmenter="soft-batched", batch_size=4, workers=2)
+    assert (many["status"] == "ok").all() and (many["haze"] > 0.02).all()
+    different = ["segmenter", "params_hash"]  # the segmenter's name is part of both
+    pd.testing.assert_frame_equal(one.drop(columns=different), many.drop(columns=different))
+
+
+def test_command_alpha_floor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = things_folder(tmp_path / "src", concepts=1)
+    segmenter = f"masks:{hazy_masks(root)}"
+    args = ["-q", "variants", str(root), "--segmenter", segmenter]
+    assert cli.main([*args, "--out", str(tmp_path / "o1"), "--alpha-floor", "0.1"]) == 0
+    written = pd.read_csv(tmp_path / "o1" / "variants.csv")
+    assert (written["alpha_floor"] == 0.1).all() and (written["haze"] == 0).all()
+    capsys.readouterr()
+    for bad in ("0.7", "1", "-0.1"):  # above the threshold 0.5, outside [0, 1)
+        assert cli.main([*args, "--out", str(tmp_path / "o2"), "--alpha-floor", bad]) == 2
+        err = capsys.readouterr().err
+        assert "alpha floor" in err and err.count("\n") == 1

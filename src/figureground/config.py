@@ -26,6 +26,12 @@ from figureground.errors import UsageError
 CONDITIONS = ("original", "no_background", "no_foreground")
 
 
+def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+    """Raise a one-line UsageError naming ``key`` when a value is out of range."""
+    if not ok:
+        raise UsageError(f"{key}: {value!r} is out of range; expected {expected}")
+
+
 @dataclass(frozen=True)
 class StimuliConfig:
     """Where the stimulus images are and how to read them."""
@@ -45,8 +51,17 @@ class VariantsConfig:
     inpaint: Literal["telea", "ns"] = "telea"
     threshold: float = 0.5
     dilate: int = 5
+    alpha_floor: float = 0.0  # below it, no-background images show only the fill (0 = off)
     workers: int = 1
     batch_size: int = 16  # images per device batch (isnet-torch) or per Dask task
+
+    def __post_init__(self) -> None:
+        _require(
+            0.0 <= self.alpha_floor <= self.threshold,
+            "variants.alpha_floor",
+            self.alpha_floor,
+            f"0 <= alpha_floor <= threshold ({self.threshold})",
+        )
 
 
 @dataclass(frozen=True)
@@ -78,17 +93,48 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class SimulateConfig:
-    """A simulated THINGS-MEG data set with a known answer."""
+    """A simulated THINGS-MEG data set with a known answer (``neural/simulate.py``).
 
+    ``driver``: what the brain responds to. ``network``: a feature store's embeddings of the
+    variants (``model``, ``layer``): ``fg_weight`` on the no-background, ``bg_weight`` on the
+    no-foreground and ``image_weight`` on the original embedding. ``pixels``: low-level
+    descriptors of the stimulus pixels and the object masks, no network involved:
+    ``fg_weight`` on the object's pixels, ``bg_weight`` on the rest, ``image_weight`` on the
+    whole image and ``centre_weight`` on a window at the image centre; ``position``
+    ``tolerant`` pools each region over the image, ``grid`` per cell of a 4 x 4 grid. Masks:
+    ``masks`` (a folder of ``<image_id>.png``) or, when null, the variants' masks.
+    Design: ``sessions`` (null: the most exemplars of a concept), ``test_images`` shown once
+    per session, ``catch_per_session`` (null: as many as test images).
+    """
+
+    driver: Literal["network", "pixels"] = "network"
     fg_weight: float = 1.0
     bg_weight: float = 0.0
+    image_weight: float = 0.0
+    centre_weight: float = 0.0
+    position: Literal["tolerant", "grid"] = "tolerant"
+    masks: str | None = None
     snr: float = 1.0
     seed: int = 0
     participants: int = 2
     model: str | None = None  # which model's features drive the simulated brain
     layer: str = "layer2"
     test_images: int = 4
-    test_reps: int = 12
+    sessions: int | None = None
+    catch_per_session: int | None = None
+    evoked_amplitude: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("fg_weight", "bg_weight", "image_weight", "centre_weight", "snr"):
+            value = getattr(self, name)
+            _require(value >= 0, f"neural.simulate.{name}", value, ">= 0")
+        _require(
+            self.driver == "pixels" or self.centre_weight == 0,
+            "neural.simulate.centre_weight",
+            self.centre_weight,
+            "0 with the network driver (the centre code is a pixel code)",
+        )
+        _require(self.participants >= 1, "neural.simulate.participants", self.participants, ">= 1")
 
 
 @dataclass(frozen=True)
@@ -112,12 +158,10 @@ class SeedAnalysisConfig:
     zscore: bool = False
     n_boot: int = 2000
     seed: int = 0
-
-
-def _require(ok: bool, key: str, value: Any, expected: str) -> None:
-    """Raise a one-line UsageError naming ``key`` when a value is out of range."""
-    if not ok:
-        raise UsageError(f"{key}: {value!r} is out of range; expected {expected}")
+    # The identity version (analysis/seed_identity.py): own embedding vs the others'.
+    identity: bool = True
+    identity_max_images: int = 500
+    n_permutations: int = 1000
 
 
 RDM_METRICS = Literal["correlation", "euclidean", "sqeuclidean", "cosine"]
@@ -294,12 +338,63 @@ class StrataConfig:
         _require(self.min_images >= 3, "analyses.strata.min_images", self.min_images, ">= 3")
 
 
+VIEWS = ("flat", "global", "grid2", "grid4", "region")
+
+
+@dataclass(frozen=True)
+class VerdictConfig:
+    """The figure-versus-ground verdict (``results/verdict.csv``; ``analysis/verdict.py``).
+
+    Contrasts of the RSA curves with bootstrap intervals over images (and participants for the
+    group) and max-t family-wise error control over the times from ``tmin`` to ``tmax``
+    (seconds; default: every post-stimulus time). ``min_conditions`` images (or concepts) and
+    ``min_participants`` participants (group) are needed for a test; fewer give
+    ``untestable``. ``headline_view``: the view of the report's headline sentence (None: the
+    first position-tolerant view analysed, ``region`` before ``global``). ``seed`` draws the
+    participants of the group bootstrap (images use ``analyses.rsa.seed``).
+    """
+
+    enabled: bool = True
+    alpha: float = 0.05
+    tmin: float | None = 0.0
+    tmax: float | None = None
+    min_conditions: int = 20
+    min_participants: int = 3
+    headline_view: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(0 < self.alpha < 1, "analyses.verdict.alpha", self.alpha, "a number in (0, 1)")
+        _require(
+            self.min_conditions >= 3,
+            "analyses.verdict.min_conditions",
+            self.min_conditions,
+            ">= 3",
+        )
+        _require(
+            self.min_participants >= 2,
+            "analyses.verdict.min_participants",
+            self.min_participants,
+            ">= 2",
+        )
+        _require(
+            self.headline_view is None or self.headline_view in VIEWS,
+            "analyses.verdict.headline_view",
+            self.headline_view,
+            f"one of {', '.join(VIEWS)} or null",
+        )
+
+
 @dataclass(frozen=True)
 class AnalysesConfig:
     """Which analyses run, and how.
 
     ``models``: feature stores to analyse, by store key (``resnet50__IMAGENET1K_V1``) or
-    model name; empty (default) analyses every store.
+    model name; empty (default) analyses every store. ``views``: how each layer's map is
+    read by the RSA and the verdict (``analysis/views.py``): ``flat`` (every unit at every
+    position), ``global`` (channels averaged over positions), ``grid2`` / ``grid4`` (averaged
+    in 2 x 2 / 4 x 4 cells) and ``region`` (each variant averaged over its own region: the
+    figure over the object's cells, the ground over the rest; needs the variants' masks).
     """
 
     seed: SeedAnalysisConfig = SeedAnalysisConfig()
@@ -309,7 +404,19 @@ class AnalysesConfig:
     noise_ceiling: NoiseCeilingConfig = NoiseCeilingConfig()
     stats: StatsConfig = StatsConfig()
     strata: StrataConfig = StrataConfig()
+    verdict: VerdictConfig = VerdictConfig()
+    views: tuple[Literal["flat", "global", "grid2", "grid4", "region"], ...] = (
+        "flat",
+        "global",
+        "region",
+    )
     models: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _require(len(self.views) >= 1, "analyses.views", self.views, "at least one view")
+        _require(
+            len(set(self.views)) == len(self.views), "analyses.views", self.views, "no repeats"
+        )
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,9 @@ SOURCES: dict[str, Callable[[], Path]] = {
     "brick": lambda: _skimage_file("brick.png"),
     "gravel": lambda: _skimage_file("gravel.png"),
     "grace_hopper": lambda: _matplotlib_file("grace_hopper.jpg"),
+    "moon": lambda: _skimage_file("moon.png"),
+    "text": lambda: _skimage_file("text.png"),
+    "coins": lambda: _skimage_file("coins.png"),
 }
 
 

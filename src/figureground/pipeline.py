@@ -184,6 +184,8 @@ def stage_variants(state: RunState, cache: StageCache) -> None:
     out_dir = state.run_dir / "variants"
     fields = dataclasses.asdict(cfg)
     fields.pop("batch_size")  # speed only: the images do not depend on it
+    if fields["alpha_floor"] == 0.0:  # off: runs made before it existed keep their stage key
+        del fields["alpha_floor"]
     key = params_hash([fields, sha256_file(state.manifest_path)])
     if cache.is_done("variants", key):
         state.skipped.append("variants")
@@ -197,6 +199,7 @@ def stage_variants(state: RunState, cache: StageCache) -> None:
             inpaint=cfg.inpaint,
             threshold=cfg.threshold,
             dilate=cfg.dilate,
+            alpha_floor=cfg.alpha_floor,
             workers=cfg.workers,
             scheduler=state.scheduler,
             batch_size=cfg.batch_size,
@@ -281,59 +284,130 @@ def stage_features(state: RunState, cache: StageCache) -> None:
         state.feature_stores[info["key"]] = info
 
 
+def _simulation_inputs(state: RunState) -> tuple[dict[str, Any], str, list[Any]]:
+    """(feature store info, layer, inputs to hash) of a network-driven simulation."""
+    sim = state.study.neural.simulate
+    stores = list(state.feature_stores.values())
+    chosen = next((s for s in stores if sim.model in (None, s["key"], s["model"])), None)
+    if chosen is None:
+        raise UsageError(
+            f"neural.simulate.model {sim.model!r} matches no model; "
+            f"have {', '.join(s['key'] for s in stores)}"
+        )
+    layer = sim.layer if sim.layer in chosen["layers"] else chosen["layers"][0]
+    return chosen, layer, [fingerprint(chosen["store"])]
+
+
+def _pixel_inputs(state: RunState) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Stimulus files and mask files of the images the variants run made."""
+    from figureground import stimuli
+    from figureground.fsutil import resolve_inside
+    from figureground.variants.masks import mask_files
+
+    sim = state.study.neural.simulate
+    manifest = stimuli.read_manifest(state.manifest_path)
+    manifest = manifest[manifest["status"] == "ok"]
+    if "set" in manifest.columns:
+        manifest = manifest[manifest["set"].isin(["exp", "other"])]
+    ids = [str(i) for i in manifest["image_id"]]
+    images = {
+        str(row.image_id): resolve_inside(state.stimulus_root, row.path)
+        for row in manifest.itertuples()
+    }
+    if sim.masks:
+        folder = state.study.resolve(sim.masks)
+        if folder is None or not folder.is_dir():
+            raise UsageError(f"neural.simulate.masks {sim.masks!r} is not a folder")
+        masks = {i: folder / f"{i}.png" for i in ids}
+    else:
+        masks = mask_files(state.variants_dir, ids)
+    return images, masks
+
+
+def _simulate(state: RunState, out_dir: Path) -> dict[str, Any]:
+    """Write the study's simulated recordings; return what the stage record keeps."""
+    from figureground.neural import simulate
+
+    sim = state.study.neural.simulate
+    design = {
+        "test_images": sim.test_images,
+        "sessions": sim.sessions,
+        "catch_per_session": sim.catch_per_session,
+    }
+    common = {
+        "snr": sim.snr,
+        "seed": sim.seed,
+        "participants": sim.participants,
+        "evoked_amplitude": sim.evoked_amplitude,
+        **design,
+    }
+    if sim.driver == "network":
+        chosen, layer, _ = _simulation_inputs(state)
+        simulate.simulate_meg(
+            chosen["store"],
+            out_dir,
+            fg_weight=sim.fg_weight,
+            bg_weight=sim.bg_weight,
+            image_weight=sim.image_weight,
+            layer=layer,
+            **common,
+        )
+        return {"driven_by": chosen["key"], "layer": layer}
+    images, masks = _pixel_inputs(state)
+    suffix = "_grid" if sim.position == "grid" else ""
+    weights = {
+        f"figure{suffix}": sim.fg_weight,
+        f"ground{suffix}": sim.bg_weight,
+        "image": sim.image_weight,
+        "centre": sim.centre_weight,
+    }
+    simulate.simulate_pixels(images, masks, out_dir, weights, **common)
+    return {"driven_by": f"pixels ({sim.position})", "layer": ""}
+
+
 def stage_neural(state: RunState, cache: StageCache) -> None:
     """The recordings: simulated into ``RUN/neural`` or found at ``neural.path``."""
+    from figureground.neural.things_meg import find_attributes
+
     cfg = state.study.neural
     if cfg.source == "simulate":
         sim = cfg.simulate
-        stores = list(state.feature_stores.values())
-        chosen = next((s for s in stores if sim.model in (None, s["key"], s["model"])), None)
-        if chosen is None:
-            raise UsageError(
-                f"neural.simulate.model {sim.model!r} matches no model; "
-                f"have {', '.join(s['key'] for s in stores)}"
-            )
-        layer = sim.layer if sim.layer in chosen["layers"] else chosen["layers"][0]
         out_dir = state.run_dir / "neural"
-        key = params_hash([dataclasses.asdict(sim), layer, fingerprint(chosen["store"])])
+        if sim.driver == "network":
+            _, layer, inputs = _simulation_inputs(state)
+        else:
+            layer, inputs = "", [sha256_file(state.manifest_path)]
+            inputs.append(fingerprint(state.variants_dir / "variants.csv"))
+            if sim.masks:
+                inputs.append(fingerprint(state.study.resolve(sim.masks)))
+        key = params_hash([dataclasses.asdict(sim), layer, *inputs])
         if cache.is_done("neural", key):
             state.skipped.append("neural")
         else:
-            from figureground.neural.simulate import simulate_meg
-
-            simulate_meg(
-                chosen["store"],
-                out_dir,
-                fg_weight=sim.fg_weight,
-                bg_weight=sim.bg_weight,
-                snr=sim.snr,
-                seed=sim.seed,
-                participants=sim.participants,
-                layer=layer,
-                test_images=sim.test_images,
-                test_reps=sim.test_reps,
-            )
-            cache.mark_done(
-                "neural", key, [out_dir / "ground_truth.json"], driven_by=chosen["key"], layer=layer
-            )
+            extra = _simulate(state, out_dir)
+            cache.mark_done("neural", key, [out_dir / "ground_truth.json"], **extra)
         data_dir = out_dir
         numbers = range(1, sim.participants + 1)
     else:
         data_dir = state.study.resolve(cfg.path) if cfg.path else None
         if data_dir is None or not data_dir.is_dir():
             raise UsageError(f"neural.path {cfg.path!r} is not a folder of THINGS-MEG files")
+        if (
+            not any(data_dir.glob("preprocessed_P*-epo.fif"))
+            and (data_dir / "derivatives" / "preprocessed").is_dir()
+        ):
+            data_dir = data_dir / "derivatives" / "preprocessed"  # the BIDS root was given
         numbers = cfg.participants or sorted(
             int(p.name.split("_P")[1].split("-")[0])
             for p in data_dir.glob("preprocessed_P*-epo.fif")
         )
     for number in numbers:
         epochs = data_dir / f"preprocessed_P{number}-epo.fif"
-        attributes = data_dir / f"sample_attributes_P{number}.csv"
         if not epochs.exists():
             raise UsageError(f"participant {number}: {epochs} does not exist")
         state.neural_files[f"P{number}"] = {
             "epochs": epochs,
-            "attributes": attributes if attributes.exists() else None,
+            "attributes": find_attributes(epochs),
         }
 
 

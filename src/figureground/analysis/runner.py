@@ -36,6 +36,7 @@ import pandas as pd
 
 from figureground import logs
 from figureground.analysis.study.ceilings import (
+    authors_noise_ceiling,
     encoding_ceiling,
     rsa_ceiling_participants,
     rsa_ceiling_repetitions,
@@ -49,8 +50,13 @@ from figureground.analysis.study.inputs import (
     load_test_recordings,
     select_stores,
 )
+from figureground.analysis.study.masks import find_mask_grids
 from figureground.analysis.study.rsa_results import rsa_results
-from figureground.analysis.study.seed_results import seed_results, seed_summary
+from figureground.analysis.study.seed_results import (
+    identity_results,
+    seed_results,
+    seed_summary,
+)
 from figureground.analysis.study.tables import (
     _attempt,
     _ground_truth,
@@ -60,6 +66,7 @@ from figureground.analysis.study.tables import (
     figure_vs_ground,
     image_strata,
 )
+from figureground.analysis.study.verdict_results import headline, verdict_results
 from figureground.config import AnalysesConfig
 from figureground.fsutil import atomic_write_json
 from figureground.scale.dask_run import SERIAL
@@ -98,10 +105,16 @@ def run_careful(
 
     if cfg.rsa.enabled:
         strata, summary["strata"] = image_strata(cfg, variants_csv, first["image"].values)
-        found = _attempt(summary, "RSA", lambda: rsa_results(cfg, meg, stores, strata, scheduler))
+        masks = find_mask_grids(variants_csv)
+        found = _attempt(
+            summary, "RSA", lambda: rsa_results(cfg, meg, stores, strata, scheduler, masks)
+        )
         if found is not None:
-            rsa, meg_rdms = found
+            rsa, meg_rdms = found.table, found.meg_rdms
+            for view, reason in found.skipped_views.items():
+                summary["notes"].append(f"The {view} view was not analysed: {reason}.")
             _write_csv(rsa, results_dir / "rsa_timecourse.csv")
+            write_verdict(cfg, found, results_dir, summary)
             rsa_sum = curve_summary(
                 rsa,
                 [
@@ -110,6 +123,7 @@ def run_careful(
                     "weights",
                     "layer",
                     "level",
+                    "view",
                     "stratum",
                     "condition",
                     "given",
@@ -135,7 +149,7 @@ def run_careful(
                 "figure_vs_ground": _records(
                     figure_vs_ground(
                         plain,
-                        ["participant", "model", "weights", "layer", "level", "stratum"],
+                        ["participant", "model", "weights", "layer", "level", "view", "stratum"],
                         "condition",
                     )
                 ),
@@ -187,6 +201,13 @@ def run_careful(
     if cfg.noise_ceiling.enabled:
         test = load_test_recordings(neural_files, **window)
         for participant, responses in test.items():
+            found = _attempt(
+                summary,
+                f"the authors' noise ceiling of {participant}",
+                lambda r=responses, p=participant: authors_noise_ceiling(r, p),
+            )
+            if found is not None:
+                ceilings.append(found)
             if cfg.rsa.enabled:
                 found = _attempt(
                     summary,
@@ -247,9 +268,41 @@ def run_careful(
             f"With {n_people} participants the exact sign-flip cluster test has only "
             f"2^{n_people} = {2**n_people} distinct sign flips; its smallest attainable p-value "
             f"is {2.0 / 2**n_people:g}, so no cluster across participants can reach p < "
-            f"{cfg.stats.alpha:g}. The cluster tests are reported anyway; the per-participant "
-            "permutation tests over images (p_perm, p_perm_fwer) carry the inference."
+            f"{cfg.stats.alpha:g}. The cluster tests are reported anyway; the verdict "
+            "(verdict.csv: figure minus ground per participant by a bootstrap over images, "
+            "and for the group by a bootstrap over participants and images) carries the "
+            "inference."
         )
+
+
+def write_verdict(
+    cfg: AnalysesConfig, study: Any, results_dir: Path, summary: dict[str, Any]
+) -> None:
+    """``verdict.csv``, ``verdict_timecourse.csv`` and the ``verdict`` section of the summary."""
+    if not cfg.verdict.enabled:
+        for name in ("verdict.csv", "verdict_timecourse.csv"):  # no stale verdict
+            (results_dir / name).unlink(missing_ok=True)
+        return
+    verdict, timecourse = verdict_results(cfg, study)
+    _write_csv(verdict, results_dir / "verdict.csv")
+    _write_csv(timecourse, results_dir / "verdict_timecourse.csv")
+    if not study.curves:
+        summary["notes"].append("No verdict: it needs bootstrap samples (analyses.rsa.n_boot > 0).")
+    summary["verdict"] = {
+        "options": {
+            "alpha": cfg.verdict.alpha,
+            "tmin": cfg.verdict.tmin,
+            "tmax": cfg.verdict.tmax,
+            "min_conditions": cfg.verdict.min_conditions,
+            "min_participants": cfg.verdict.min_participants,
+            "n_boot": cfg.rsa.n_boot,
+            "ci": cfg.rsa.ci,
+            "views": list(cfg.views),
+            "seed": cfg.verdict.seed,
+        },
+        "headline": headline(cfg, verdict),
+        "rows": _records(verdict[verdict["contrast"] == "verdict"]),
+    }
 
 
 def ceiling_summary(ceiling: pd.DataFrame) -> pd.DataFrame:
@@ -304,6 +357,22 @@ def run_analyses(
             },
             **seed_summary(table, n_boot=cfg.seed.n_boot, seed=cfg.seed.seed),
         }
+        if cfg.seed.identity:
+            found = _attempt(
+                summary, "seed identity", lambda: identity_results(cfg, meg, feature_stores)
+            )
+            if found is not None:
+                _write_csv(found[0], results_dir / "seed_identity.csv")
+                summary["seed_identity"] = {
+                    "options": {
+                        "max_images": cfg.seed.identity_max_images,
+                        "n_permutations": cfg.seed.n_permutations,
+                    },
+                    "conditions": _records(found[0]),
+                    "figure_vs_ground": found[1],
+                }
+    if not (cfg.seed.enabled and cfg.seed.identity):
+        (results_dir / "seed_identity.csv").unlink(missing_ok=True)
     if cfg.rsa.enabled or cfg.encoding.enabled or cfg.noise_ceiling.enabled:
         run_careful(
             cfg, neural_files, feature_stores, results_dir, summary, variants_csv, scheduler

@@ -10,20 +10,35 @@ What the method cannot do
 -------------------------
 Sensors and network units share no axis, nor do time samples and spatial positions: row *i*
 of the resampled MEG has no relation to unit *i* of the network, so the distance cannot say
-whether the brain "follows" one image variant. Because ``||M - E||^2 = ||M||^2 + ||E||^2 -
-2 <M, E>`` and the cross term of unrelated matrices is near zero, the distance mostly measures
-overall scale, and ``||E||`` dominates (MEG in tesla is ~1e-12). :func:`seed_scale_check` shows
-this: with noise in place of the MEG the distances equal the embeddings' own norms, so
-conditions differ exactly as their embedding norms do (white backgrounds raise them,
-inpainting lowers them). The method is kept, labelled as the seed method, for fidelity.
+whether the brain "follows" one image variant. With ``R`` the resampled MEG and ``E`` the
+embedding, ``||R - E||^2 = ||R||^2 + ||E||^2 - 2 <R, E>``:
+
+- ``||R||`` is the same for every condition (the same MEG);
+- ``||E||`` differs between conditions because of the images, not the brain (a white
+  background raises a network's activations, inpainting lowers them);
+- ``<R, E>`` pairs arbitrary entries. The released THINGS-MEG epochs are z-scores against the
+  baseline (not tesla), so ``R`` is not negligible; its largest part is the evoked field that
+  every image shares, and the largest part of ``E`` is the mean activation map that every
+  image of a condition shares. Their product differs between conditions and does not depend
+  on which variant the brain follows.
+
+So the condition means move with the embeddings and the shared evoked field; the validation
+sweep measures that the seed statistic barely changes between brains that follow the figure,
+the ground or nothing (docs/validation.md). :func:`seed_scale_check` shows the norm part:
+with noise of small scale in place of the MEG the distances equal the embeddings' norms. The
+identity version (:mod:`figureground.analysis.seed_identity`) asks the one question the
+distances can answer: is an image's MEG closer to its own embedding than to the others'?
+The method is kept, labelled as the seed method, for fidelity.
 
 Options the study leaves open (defaults are faithful to it)
 -----------------------------------------------------------
 - ``response="image"``: each image's own (trial-averaged) response; ``"concept"`` uses the
   average response over all images of the image's concept.
 - ``tmin`` / ``tmax``: the time window in seconds (default: every sample).
-- ``zscore=False``: z-score both matrices (over all their entries) before the distance,
-  which removes the scale effect described above.
+- ``zscore=False``: z-score both matrices (over all their entries) before the distance. A
+  labelled variant, not a repair: it removes the norms but leaves the squared distance
+  ``2 N (1 - r)``, with ``r`` the correlation of arbitrarily aligned entries, which the
+  shared evoked field and mean activation maps still drive.
 """
 
 from __future__ import annotations
@@ -92,7 +107,7 @@ def resample_meg(meg: np.ndarray, channels: int, positions: int) -> np.ndarray:
     return out
 
 
-def _embedding_matrices(embedding: np.ndarray, batched: bool) -> np.ndarray:
+def embedding_matrices(embedding: np.ndarray, batched: bool) -> np.ndarray:
     """Embeddings as float32 2-D matrices (channels, positions), batched or single."""
     data = np.asarray(embedding, dtype=np.float32)
     lead = 1 if batched else 0
@@ -148,7 +163,7 @@ def seed_distance(
             f"MEG has an image axis ({meg_arr.shape}) but the embedding "
             f"{emb_arr.shape} is a single one; pass one embedding per image"
         )
-    emb = _embedding_matrices(emb_arr, batched)
+    emb = embedding_matrices(emb_arr, batched)
     if meg_arr.ndim == 3 and meg_arr.shape[0] != emb.shape[0]:
         raise UsageError(
             f"MEG has {meg_arr.shape[0]} images but the embedding has "
@@ -180,7 +195,7 @@ def seed_scale_check(
     meg_arr, emb_arr = np.asarray(meg), np.asarray(embedding)
     batched = _is_batched(meg_arr, emb_arr, batched)
     dist = np.atleast_1d(seed_distance(meg_arr, emb_arr, batched=batched))
-    emb = _embedding_matrices(emb_arr, batched)
+    emb = embedding_matrices(emb_arr, batched)
     emb = emb if batched else emb[None]
     channels, positions = emb.shape[-2:]
     emb_norm = np.linalg.norm(emb.reshape(emb.shape[0], -1).astype(np.float64), axis=1)
@@ -210,7 +225,7 @@ def _layer_array(features: xr.Dataset | xr.DataArray, layer: str) -> xr.DataArra
     return features[layer]
 
 
-def _select_window(meg: xr.DataArray, tmin: float | None, tmax: float | None) -> xr.DataArray:
+def select_window(meg: xr.DataArray, tmin: float | None, tmax: float | None) -> xr.DataArray:
     """Samples with tmin <= time <= tmax (seconds); a window without samples is an error."""
     if tmin is None and tmax is None:
         return meg
@@ -300,7 +315,7 @@ def seed_condition(
         raise UsageError(f"MEG must have dims (image, channel, time); got {meg.dims}")
     arr = _layer_array(features, layer)
     ids = _matched_ids(meg["image"].values, arr["image"].values, f"seed/{layer}")
-    window = _select_window(meg.transpose("image", "channel", "time"), tmin, tmax)
+    window = select_window(meg.transpose("image", "channel", "time"), tmin, tmax)
     distances = []
     for start in logs.progress(
         range(0, len(ids), batch_size), total=-(-len(ids) // batch_size), desc="seed distance"

@@ -1,4 +1,4 @@
-"""``figureground validate``: every method on simulated brains with a known answer."""
+"""``figureground validate``: the pipeline's verdict on brains with a known answer."""
 
 from __future__ import annotations
 
@@ -6,63 +6,86 @@ import argparse
 
 NAME = "validate"
 HELP = (
-    "simulate fg-only, equal and bg-only brains at several SNRs and report each method's "
-    "recovery, power and false-positive rate"
+    "simulate brains that follow the figure or the ground (driven by the analysed network, "
+    "another network or pixel descriptors) and brains without a preference, run the "
+    "pipeline's verdict on each, and report power and false-positive rates"
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``validate``."""
-    parser.add_argument(
-        "--features",
-        default=None,
-        help="feature store (Zarr) with no_background/no_foreground groups; default: a "
-        "synthetic store drawn per replicate",
-    )
+    from figureground.analysis.validation import BRAINS, PoolSettings, SweepSettings
+
+    defaults, pool = SweepSettings(), PoolSettings()
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--replicates", type=int, default=10, help="datasets per cell (10)")
+    parser.add_argument("--pool", default=None, help="stimulus pool folder (default OUT/pool)")
+    parser.add_argument(
+        "--replicates",
+        type=int,
+        default=defaults.replicates,
+        help=f"datasets per planted cell ({defaults.replicates})",
+    )
+    parser.add_argument(
+        "--null-replicates",
+        type=int,
+        default=defaults.null_replicates,
+        help=f"datasets per null cell ({defaults.null_replicates})",
+    )
     parser.add_argument(
         "--snrs",
         type=float,
         nargs="+",
-        default=[0.002, 0.005, 0.02, 0.1],
-        help="simulator SNRs (default 0.002 0.005 0.02 0.1)",
+        default=list(defaults.snrs),
+        help="single-trial SNRs (default %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="replicate r uses seed + r")
-    parser.add_argument("--participants", type=int, default=4)
-    parser.add_argument("--layer", default="layer2", help="feature layer (default layer2)")
+    parser.add_argument("--participants", type=int, default=defaults.participants)
     parser.add_argument(
-        "--images", type=int, default=48, help="images of the synthetic store (default 48)"
+        "--concepts",
+        type=int,
+        default=defaults.concepts,
+        help="concepts drawn per replicate (all their exemplars)",
+    )
+    parser.add_argument("--pool-concepts", type=int, default=pool.concepts)
+    parser.add_argument("--exemplars", type=int, default=pool.exemplars)
+    parser.add_argument(
+        "--views",
+        nargs="+",
+        default=list(defaults.views),
+        help="views analysed (the first is the headline)",
     )
     parser.add_argument(
-        "--norm-ratio",
-        type=float,
-        default=1.25,
-        help="scale of the synthetic no_background embedding (default 1.25)",
-    )
-    parser.add_argument("--alpha", type=float, default=0.05, help="test level (0.05)")
-    parser.add_argument(
-        "--methods",
+        "--brains",
         nargs="+",
         default=None,
-        help="methods to run (default: seed rsa partial_rsa variance_partitioning)",
+        choices=list(BRAINS),
+        help="brains to simulate (default: all)",
     )
+    parser.add_argument("--n-boot", type=int, default=defaults.n_boot)
+    parser.add_argument("--alpha", type=float, default=defaults.alpha)
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="replicate r: seed + r")
+    parser.add_argument("--model", default=pool.model, help="the analysed network")
+    parser.add_argument("--weights", default=pool.weights)
+    parser.add_argument("--layer", default=pool.layer)
+    parser.add_argument("--other-model", default=pool.other_model)
+    parser.add_argument("--other-weights", default=pool.other_weights)
+    parser.add_argument("--other-layer", default=pool.other_layer)  # fmt: skip
 
 
 def _print_table(summary) -> None:
-    columns = ["method", "condition", "snr", "n_datasets", "recovery", "power", "fpr"]
-    table = summary[columns].assign(snr=summary["snr"].map(lambda v: f"{v:g}"))
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    columns = ["brain", "snr", "view", "rule", "measure", "rate", "ci_low", "ci_high",
+               "n_datasets"]  # fmt: skip
+    print(summary[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the sweep, write the tables and the figure, print the summary table."""
+    """Run the sweep; write the tables, the figure and the settings; print the summary."""
+    from dataclasses import asdict
     from pathlib import Path
 
-    from figureground import fsutil, logs, provenance
+    from figureground import fsutil, provenance
     from figureground.analysis.validation import (
-        METHODS,
-        MethodSettings,
+        BRAINS,
+        PoolSettings,
         SweepSettings,
         plot_summary,
         run_sweep,
@@ -70,24 +93,36 @@ def run(args: argparse.Namespace) -> int:
     )
     from figureground.errors import UsageError
 
-    log = logs.get_logger(__name__)
     if not 0 < args.alpha < 1:
         raise UsageError(f"--alpha {args.alpha} must lie strictly between 0 and 1")
+    pool = PoolSettings(
+        concepts=args.pool_concepts,
+        exemplars=args.exemplars,
+        seed=args.seed,
+        model=args.model,
+        weights=args.weights,
+        layer=args.layer,
+        other_model=args.other_model,
+        other_weights=args.other_weights,
+        other_layer=args.other_layer,
+    )
     settings = SweepSettings(
         snrs=tuple(args.snrs),
         replicates=args.replicates,
+        null_replicates=args.null_replicates,
         participants=args.participants,
+        concepts=args.concepts,
         seed=args.seed,
-        n_images=args.images,
-        layer=args.layer,
-        norm_ratio=args.norm_ratio,
-        methods=tuple(args.methods) if args.methods else tuple(METHODS),
-        analysis=MethodSettings(alpha=args.alpha),
+        brains=tuple(args.brains or BRAINS),
+        views=tuple(args.views),
+        n_boot=args.n_boot,
+        alpha=args.alpha,
+        pool=pool,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    decisions = run_sweep(settings, args.features, parts_dir=out / "datasets")
-    summary = summarise(decisions, settings.methods)
+    decisions = run_sweep(settings, args.pool or out / "pool", parts_dir=out / "datasets")
+    summary = summarise(decisions)
     with fsutil.atomic_path(out / "validation.csv") as tmp:
         decisions.to_csv(tmp, index=False)
     with fsutil.atomic_path(out / "validation_summary.csv") as tmp:
@@ -95,29 +130,7 @@ def run(args: argparse.Namespace) -> int:
     plot_summary(summary, out / "validation.png", alpha=args.alpha)
     fsutil.atomic_write_json(
         out / "validation.json",
-        provenance.stamp(
-            stage="validate",
-            features=args.features or "synthetic",
-            **{
-                "settings": {
-                    "snrs": list(settings.snrs),
-                    "replicates": settings.replicates,
-                    "participants": settings.participants,
-                    "seed": settings.seed,
-                    "n_images": settings.n_images,
-                    "layer": settings.layer,
-                    "norm_ratio": settings.norm_ratio,
-                    "methods": list(settings.methods),
-                    "alpha": args.alpha,
-                }
-            },
-        ),
-    )
-    log.info(
-        "wrote %s, %s and %s",
-        out / "validation.csv",
-        out / "validation_summary.csv",
-        out / "validation.png",
+        provenance.stamp(stage="validate", settings=asdict(settings)),
     )
     _print_table(summary)
     return 0

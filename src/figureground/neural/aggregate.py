@@ -18,6 +18,7 @@ import xarray as xr
 
 from figureground import logs
 from figureground.errors import DataError, UsageError
+from figureground.neural.sensors import bare_name
 
 log = logs.get_logger(__name__)
 
@@ -50,7 +51,14 @@ class TrialSource:
 
 
 def pick_channels(source: TrialSource, picks: Sequence[str] | str | None) -> np.ndarray:
-    """Indices of ``picks`` (sensor names, or a name prefix pattern like ``"ML"``) in file order."""
+    """Indices of ``picks`` in ``source.ch_names``, in the order of ``picks``.
+
+    ``picks`` is None (all channels), a name prefix such as ``"MLO"`` (matching channels in
+    file order), or a list of sensor names. A name matches exactly or, failing that, with the
+    CTF system suffix ignored on either side: ``"MLC11"`` picks ``"MLC11-1609"`` and
+    ``"MLC11-1609"`` picks ``"MLC11"`` (see :func:`figureground.neural.sensors.bare_name`).
+    The output keeps the file's names. Unknown names raise one UsageError naming them.
+    """
     if picks is None:
         return np.arange(len(source.ch_names))
     if isinstance(picks, str):
@@ -58,13 +66,29 @@ def pick_channels(source: TrialSource, picks: Sequence[str] | str | None) -> np.
         if not chosen:
             raise UsageError(f"picks {picks!r} matches no channel of {source.name}")
         return np.array(chosen)
-    position = {name: i for i, name in enumerate(source.ch_names)}
-    unknown = [name for name in picks if name not in position]
+    if len(picks) == 0:
+        raise UsageError(f"picks is empty; name at least one channel of {source.name}")
+    exact = {name: i for i, name in enumerate(source.ch_names)}
+    by_bare: dict[str, list[int]] = {}
+    for i, name in enumerate(source.ch_names):
+        by_bare.setdefault(bare_name(name), []).append(i)
+    indices, unknown = [], []
+    for name in picks:
+        if name in exact:
+            indices.append(exact[name])
+            continue
+        matches = by_bare.get(bare_name(name), [])
+        if len(matches) == 1:
+            indices.append(matches[0])
+        else:
+            unknown.append(name)
     if unknown:
         raise UsageError(
-            f"channels {unknown[:5]} are not in {source.name} (it has {source.ch_names[:3]}...)"
+            f"{len(unknown)} picked channels are not in {source.name}: {unknown[:5]} "
+            f"(it has {source.ch_names[:3]}...; names match with or without a '-1609'-style "
+            f"suffix)"
         )
-    return np.array([position[name] for name in picks])
+    return np.array(indices, dtype=int)
 
 
 def select_times(

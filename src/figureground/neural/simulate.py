@@ -1,27 +1,37 @@
-"""Simulated THINGS-MEG data with a known answer: a "brain" that sees figure and ground.
+"""Simulated THINGS-MEG data with a known answer: a "brain" driven by named codes.
 
-Per-image responses are a weighted mix of the foreground-only embedding (the ``no_background``
-variant, weight ``fg_weight``) and the background-only embedding (``no_foreground``, weight
-``bg_weight``). Each embedding is reduced to a few principal components over images; each
-component drives a smooth random sensor pattern with an early and a late temporal bump. Noise
-is spatially correlated across sensors and smooth in time. Files are written in exactly the
-THINGS-MEG format, so the real loader reads them back.
+Per-image responses are a weighted mix of codes (:mod:`figureground.neural.codes`): network
+embeddings of the variants (``figure`` = no background, ``ground`` = no foreground, ``image``
+= original) or pixel descriptors of the object and the rest (no network involved). Each
+code's principal components drive smooth random sensor patterns with an early and a late
+temporal bump; every image shares an evoked response; noise is spatially correlated and
+smooth in time. The epochs are then z-scored against the baseline (-0.1 to 0 s) per epoch
+and channel, as the authors' preprocessing does (``mne.baseline.rescale(..., mode='zscore')``
+in THINGS-data ``MEG/step1_preprocessing.py``): the files hold dimensionless z-scores with a
+baseline SD of 1, while the channels still say tesla, as in the released files.
 
-Signal-to-noise ratio (``snr``), precisely: over the sensors and the samples of the signal
-window (``SIGNAL_WINDOW``, 0 to 0.8 s), the variance across images (population variance) of the
-noise-free image-specific signal, averaged over those sensors and samples, divided by the
-variance of the single-trial noise averaged over the same sensors and samples. The common
-evoked response (the same for every image) is not counted as signal. ``snr=0`` gives data
-without any image-specific signal.
+Files follow the THINGS-MEG format and design (:mod:`figureground.neural.design`): 271 CTF
+axial gradiometers named with their ``-1609`` suffix, 200 Hz, -0.1 to 1.3 s, sessions with
+one exemplar of every concept, test images once per session, catch trials, 18 attribute
+columns with empty fields where a value does not apply, event codes ``things_image_nr``
+(999999 for catch trials), the attributes also attached to the epochs.
+
+Signal-to-noise ratio (``snr``), precisely: before the baseline z-scoring, over the sensors
+and samples of the signal window (``SIGNAL_WINDOW``, 0 to 0.8 s), the variance across images
+(population variance) of the noise-free image-specific signal, averaged over those sensors
+and samples, divided by the single-trial noise variance averaged over the same sensors and
+samples. The evoked response (the same for every image) is not signal. ``snr=0`` gives data
+without image-specific signal. The ground truth also reports the THINGS-MEG authors' noise
+ceiling measured on the simulated test trials (:mod:`figureground.neural.reliability`).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +39,15 @@ import pandas as pd
 
 from figureground import fsutil, logs, provenance
 from figureground.errors import DataError, UsageError
-from figureground.neural.aggregate import concept_of_id
+from figureground.neural.codes import ImageCodes, network_codes, pca_scores  # noqa: F401
+from figureground.neural.design import (
+    ATTRIBUTE_COLUMNS,  # noqa: F401  (re-exported: the CSV's columns)
+    DesignParams,
+    choose_test_images,
+    design_trials,
+    event_codes,
+    stimulus_table,
+)
 from figureground.neural.sensors import sensor_positions, smooth_kernel, things_meg_channel_names
 
 log = logs.get_logger(__name__)
@@ -38,40 +56,10 @@ SFREQ = 200.0
 TMIN = -0.1
 N_SAMPLES = 281
 SIGNAL_WINDOW = (0.0, 0.8)
-NA_CODE = 999999  # integer attribute that does not apply (e.g. test_image_nr of an exp trial)
-UNIT_T = 1e-13  # noise standard deviation in tesla (100 fT)
+BASELINE = (None, 0.0)  # as step1_preprocessing.py: from the first sample to 0 s
 FG_VARIANT, BG_VARIANT = "no_background", "no_foreground"
-ATTRIBUTE_COLUMNS = (
-    "trial_type",
-    "image_nr",
-    "category_nr",
-    "exemplar_nr",
-    "test_image_nr",
-    "things_category_nr",
-    "things_image_nr",
-    "image_path",
-    "session_nr",
-    "run_nr",
-)
-_EXEMPLAR = re.compile(r"_(\d+)[A-Za-z]*$")
-
-
-@dataclass(frozen=True)
-class SimulationParams:
-    """Everything that determines the simulated files (hashed to skip finished work)."""
-
-    fg_weight: float
-    bg_weight: float
-    snr: float
-    seed: int
-    participants: int = 4
-    layer: str = "layer2"
-    test_images: int | None = None
-    test_reps: int = 12
-    catch: int = 0
-    components: int = 4
-    runs_per_session: int = 10
-    evoked_amplitude: float = 1.0
+DEFAULT_EVOKED = 0.5  # evoked amplitude in noise SDs (the authors' ERFs peak near 0.5 z)
+N_CHANNELS = 271
 
 
 def times() -> np.ndarray:
@@ -79,100 +67,33 @@ def times() -> np.ndarray:
     return TMIN + np.arange(N_SAMPLES) / SFREQ
 
 
-# --------------------------------------------------------------------------- features -> PCA
-def _open_layer(features_path: Path, variant: str, layer: str):
-    import xarray as xr
+@dataclass(frozen=True)
+class BrainParams:
+    """Everything about the simulated brain except the codes themselves."""
 
-    try:
-        dataset = xr.open_zarr(features_path, group=variant)
-    except Exception as exc:
-        raise DataError(
-            f"{features_path}: no readable group {variant!r} ({type(exc).__name__});"
-            f" expected a feature store with groups original/no_background/"
-            f"no_foreground"
-        ) from None
-    if layer not in dataset.data_vars:
-        raise UsageError(
-            f"{features_path} group {variant!r} has no layer {layer!r} "
-            f"(it has {sorted(dataset.data_vars)})"
-        )
-    array = dataset[layer]
-    if array.dims[0] != "image":
-        raise DataError(
-            f"{features_path}/{variant}/{layer}: first dimension is "
-            f"{array.dims[0]!r}, expected 'image'"
-        )
-    return array
+    weights: tuple[tuple[str, float], ...]  # (code name, weight >= 0)
+    snr: float
+    seed: int
+    participants: int = 4
+    components: int = 4
+    evoked_amplitude: float = DEFAULT_EVOKED
 
-
-def _blocks(array, chunk: int):
-    n = array.sizes["image"]
-    for start in range(0, n, chunk):
-        block = np.asarray(array.isel(image=slice(start, start + chunk)).values, dtype=np.float64)
-        block = block.reshape(len(block), -1)
-        if not np.isfinite(block).all():
-            raise DataError(
-                f"features {array.name!r}: NaN or infinite values in images "
-                f"{start}..{start + len(block) - 1}"
+    def check(self, codes: ImageCodes) -> None:
+        """One-line UsageError for a bad value or a weight on a code that is not there."""
+        for name, weight in self.weights:
+            if not weight >= 0:
+                label = {"figure": "fg_weight", "ground": "bg_weight"}.get(name, name)
+                raise UsageError(f"{label}={weight!r} is out of range; expected >= 0")
+            if weight > 0 and name not in codes.scores:
+                raise UsageError(
+                    f"the brain weights code {name!r}, but the codes are {', '.join(codes.scores)}"
+                )
+        if not (self.snr >= 0 and np.isfinite(self.snr)):
+            raise UsageError(f"snr={self.snr!r} is out of range; expected >= 0")
+        if self.participants < 1 or self.components < 1:
+            raise UsageError(
+                f"participants={self.participants}, components={self.components}: expected >= 1"
             )
-        yield start, block
-
-
-def pca_scores(
-    array,
-    n_components: int,
-    rng: np.random.Generator,
-    chunk: int = 256,
-    dense_limit: int = 2**25,
-    power_iterations: int = 3,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Principal component scores over images of a (image, ...) array, read in chunks.
-
-    Small arrays (images x features <= ``dense_limit``) use an exact SVD; larger ones a
-    randomized SVD (range finder with ``power_iterations`` passes, 10 extra dimensions) that
-    never holds more than one chunk of images. Signs: the largest-magnitude score of each
-    component is positive.
-
-    Returns
-    -------
-    scores (n_images, k) and explained-variance ratios (k,), k = min(n_components, n - 1).
-    """
-    n = array.sizes["image"]
-    k = max(1, min(n_components, n - 1))
-    n_features = int(np.prod([array.sizes[d] for d in array.dims[1:]]))
-    mean = np.zeros(n_features)
-    total = 0.0
-    for _, block in _blocks(array, chunk):
-        mean += block.sum(axis=0)
-    mean /= n
-    if n * n_features <= dense_limit:
-        centred = np.asarray(array.values, dtype=np.float64).reshape(n, -1) - mean
-        u, s, _ = np.linalg.svd(centred, full_matrices=False)
-        total = float(np.sum(centred**2))
-    else:
-        width = min(k + 10, n)
-        omega = rng.standard_normal((n_features, width))
-        y = np.vstack([(block - mean) @ omega for _, block in _blocks(array, chunk)])
-        for _ in range(power_iterations):
-            q, _ = np.linalg.qr(y)
-            z = np.zeros((n_features, width))
-            for start, block in _blocks(array, chunk):
-                z += (block - mean).T @ q[start : start + len(block)]
-            z, _ = np.linalg.qr(z)
-            y = np.vstack([(block - mean) @ z for _, block in _blocks(array, chunk)])
-        q, _ = np.linalg.qr(y)
-        b = np.zeros((q.shape[1], n_features))
-        for start, block in _blocks(array, chunk):
-            centred_block = block - mean
-            b += q[start : start + len(block)].T @ centred_block
-            total += float(np.sum(centred_block**2))
-        ub, s, _ = np.linalg.svd(b, full_matrices=False)
-        u = q @ ub
-    scores = u[:, :k] * s[:k]
-    flip = np.sign(scores[np.argmax(np.abs(scores), axis=0), np.arange(k)])
-    scores *= np.where(flip == 0, 1.0, flip)
-    ratio = s[:k] ** 2 / total if total > 0 else np.zeros(k)
-    return scores, ratio
 
 
 # ----------------------------------------------------------------------------- the "brain"
@@ -226,301 +147,212 @@ def _noise(rng: np.random.Generator, chol: np.ndarray, n: int, n_times: int) -> 
     return convolve1d(np.matmul(chol, white), kernel, axis=-1, mode="wrap")
 
 
-# ------------------------------------------------------------------------------ trials
-def _image_table(image_ids: list[str], concepts: list[str]) -> pd.DataFrame:
-    unique = sorted(set(concepts))
-    category = {concept: i + 1 for i, concept in enumerate(unique)}
-    exemplar = []
-    for image_id in image_ids:
-        match = _EXEMPLAR.search(image_id)
-        exemplar.append(int(match.group(1)) if match else NA_CODE)
-    return pd.DataFrame(
-        {
-            "image_id": image_ids,
-            "concept": concepts,
-            "image_nr": np.arange(1, len(image_ids) + 1),
-            "category_nr": [category[c] for c in concepts],
-            "exemplar_nr": exemplar,
-        }
+def zscore_baseline(data: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Each epoch and channel z-scored against its baseline samples (t <= 0), in place.
+
+    As ``mne.baseline.rescale(data, times, (None, 0), mode="zscore")``: the baseline mean is
+    subtracted and the result divided by the baseline's standard deviation (ddof 0).
+    """
+    base = t <= BASELINE[1] + 1e-9
+    mean = data[..., base].mean(axis=-1, keepdims=True)
+    sd = data[..., base].std(axis=-1, keepdims=True)
+    data -= mean
+    data /= np.where(sd > 0, sd, 1.0)
+    return data
+
+
+@dataclass
+class ParticipantBrain:
+    """One participant's generative model: image scores to sensor time courses, and noise."""
+
+    scores: np.ndarray  # (image, K) all codes' components, weighted and scaled
+    patterns: np.ndarray  # (K, channel)
+    profiles: np.ndarray  # (K, time)
+    evoked: np.ndarray  # (channel, time)
+    noise_chol: np.ndarray
+    truth: dict = field(default_factory=dict)
+
+    def epochs(
+        self, rows: np.ndarray, rng: np.random.Generator, t: np.ndarray, window: np.ndarray
+    ) -> tuple[np.ndarray, float]:
+        """Z-scored epochs (len(rows), channel, time) of images ``rows`` (-1: no image), and
+        the noise variance summed over the signal window (for the measured noise level)."""
+        noise = _noise(rng, self.noise_chol, len(rows), len(t))
+        noise_sum = float(np.sum(noise[:, :, window] ** 2))
+        data = noise + self.evoked
+        real = rows >= 0
+        if real.any() and self.scores.size:
+            data[real] += np.einsum(
+                "nc,ck,ct->nkt", self.scores[rows[real]], self.patterns, self.profiles
+            )
+        return zscore_baseline(data, t), noise_sum
+
+
+def draw_brain(
+    codes: ImageCodes, params: BrainParams, rng: np.random.Generator, t: np.ndarray
+) -> ParticipantBrain:
+    """A participant's sensor patterns, time courses, evoked response and noise."""
+    names = things_meg_channel_names()
+    positions = sensor_positions(names)
+    pattern_chol = np.linalg.cholesky(smooth_kernel(positions, 0.35) + 1e-6 * np.eye(len(names)))
+    window = (t >= SIGNAL_WINDOW[0]) & (t <= SIGNAL_WINDOW[1])
+    parts, truth = [], {"codes": {}}
+    for name, weight in params.weights:
+        z = codes.scores[name][:, : params.components] if name in codes.scores else None
+        if z is None or weight <= 0 or z.shape[1] == 0:
+            continue
+        patterns = _smooth_patterns(rng, pattern_chol, z.shape[1])
+        profiles, info = _temporal_profiles(rng, z.shape[1], t)
+        variance = _window_variance(z, patterns, profiles, window)
+        parts.append((z * weight / np.sqrt(variance), patterns, profiles))
+        truth["codes"][name] = {"weight": weight, "window_variance": variance, **info}
+    if parts:
+        scores = np.hstack([p[0] for p in parts])
+        patterns = np.vstack([p[1] for p in parts])
+        profiles = np.vstack([p[2] for p in parts])
+        mixed = _window_variance(scores, patterns, profiles, window)
+        gain = np.sqrt(params.snr / mixed) if mixed > 0 and params.snr > 0 else 0.0
+        scores = scores * gain
+    else:
+        scores = np.zeros((len(codes.image_ids), 0))
+        patterns, profiles = np.zeros((0, len(names))), np.zeros((0, len(t)))
+        gain, mixed = 0.0, 0.0
+    evoked_pattern = _smooth_patterns(rng, pattern_chol, 1)[0]
+    evoked_profile, evoked_info = _temporal_profiles(rng, 1, t)
+    evoked = params.evoked_amplitude * np.outer(evoked_pattern, evoked_profile[0])
+    noise_length = rng.uniform(0.4, 0.7)
+    noise_cov = 0.6 * smooth_kernel(positions, noise_length) + 0.4 * np.eye(len(names))
+    truth.update(
+        signal_gain=float(gain),
+        signal_window_variance=float(gain**2 * mixed),
+        noise_window_variance_expected=1.0,
+        noise_spatial_length=float(noise_length),
+        evoked_profile=evoked_info,
+    )
+    return ParticipantBrain(
+        scores, patterns, profiles, evoked, np.linalg.cholesky(noise_cov), truth
     )
 
 
-def _session_trials(
-    rng: np.random.Generator, images: pd.DataFrame, test_rows: np.ndarray, params: SimulationParams
-) -> pd.DataFrame:
-    """Attribute rows for all trials of one participant, in presentation order."""
-    n_sessions = max(1, params.test_reps)
-    exp_rows = np.setdiff1d(np.arange(len(images)), test_rows)
-    exp_split = np.array_split(rng.permutation(exp_rows), n_sessions)
-    catch_split = np.array_split(np.arange(params.catch), n_sessions)
-    test_nr = {row: i + 1 for i, row in enumerate(test_rows)}
-    records = []
-    for session in range(n_sessions):
-        kinds = (
-            [("exp", r) for r in exp_split[session]]
-            + ([("test", r) for r in test_rows] if params.test_reps > 0 else [])
-            + [("catch", c) for c in catch_split[session]]
+# ----------------------------------------------------------------------------- in memory
+def simulate_responses(
+    codes: ImageCodes,
+    params: BrainParams,
+    tmin: float | None = None,
+    tmax: float | None = None,
+    decim: int = 1,
+) -> dict[str, object]:
+    """Per-participant responses to every image seen once, in memory, as the loader returns
+    them: ``{"P1": DataArray (image, channel, time)}``, z-scored against the baseline.
+
+    The same generative model and seeds as :func:`simulate_codes` (brains, not trial
+    orders), without files: for validation sweeps that analyse thousands of datasets.
+    """
+    import xarray as xr
+
+    from figureground.neural.aggregate import select_times
+
+    params.check(codes)
+    t = times()
+    window = (t >= SIGNAL_WINDOW[0]) & (t <= SIGNAL_WINDOW[1])
+    keep = select_times(t, tmin, tmax, decim)
+    names = things_meg_channel_names()
+    order = np.argsort(np.asarray(codes.image_ids))
+    out = {}
+    for number, sequence in enumerate(_participant_seeds(params), start=1):
+        rng = np.random.default_rng(sequence)
+        brain = draw_brain(codes, params, rng, t)
+        data, _ = brain.epochs(order, rng, t, window)
+        out[f"P{number}"] = xr.DataArray(
+            data[:, :, keep].astype(np.float32),
+            dims=("image", "channel", "time"),
+            coords={
+                "image": np.asarray(codes.image_ids)[order],
+                "channel": names,
+                "time": t[keep],
+                "concept": ("image", np.asarray(codes.concepts)[order]),
+            },
+            attrs={"participant": f"P{number}", "sfreq": SFREQ / decim},
         )
-        order = rng.permutation(len(kinds))
-        n_runs = max(1, min(params.runs_per_session, len(kinds)))
-        run_of = np.repeat(np.arange(n_runs), [len(a) for a in np.array_split(order, n_runs)])
-        for position, pick in enumerate(order):
-            kind, row = kinds[pick]
-            if kind == "catch":
-                records.append(
-                    {
-                        "trial_type": "catch",
-                        "image_nr": NA_CODE,
-                        "category_nr": NA_CODE,
-                        "exemplar_nr": NA_CODE,
-                        "test_image_nr": NA_CODE,
-                        "things_category_nr": NA_CODE,
-                        "things_image_nr": NA_CODE,
-                        "image_path": f"images_catch_meg/catch{row % 100 + 1:03d}.jpg",
-                        "session_nr": session + 1,
-                        "run_nr": int(run_of[position]) + 1,
-                        "_row": -1,
-                    }
-                )
-                continue
-            image = images.iloc[row]
-            folder = f"images_meg/{image['concept']}" if kind == "exp" else "images_test_meg"
-            records.append(
-                {
-                    "trial_type": kind,
-                    "image_nr": int(image["image_nr"]),
-                    "category_nr": int(image["category_nr"]),
-                    "exemplar_nr": int(image["exemplar_nr"]),
-                    "test_image_nr": test_nr[row] if kind == "test" else NA_CODE,
-                    "things_category_nr": int(image["category_nr"]),
-                    "things_image_nr": int(image["image_nr"]),
-                    "image_path": f"{folder}/{image['image_id']}.jpg",
-                    "session_nr": session + 1,
-                    "run_nr": int(run_of[position]) + 1,
-                    "_row": int(row),
-                }
-            )
-    return pd.DataFrame.from_records(records)
+    return out
 
 
-# ------------------------------------------------------------------------------ main entry
-def simulate_meg(
-    features_path: str | Path,
+def _participant_seeds(params: BrainParams) -> list[np.random.SeedSequence]:
+    _, *people = np.random.SeedSequence(params.seed).spawn(params.participants + 1)
+    return people
+
+
+# ----------------------------------------------------------------------------- files
+def simulate_codes(
+    codes: ImageCodes,
     out_dir: str | Path,
-    fg_weight: float,
-    bg_weight: float,
-    snr: float,
-    seed: int,
-    participants: int = 4,
-    layer: str = "layer2",
-    test_images: int | None = None,
-    test_reps: int = 12,
-    catch: int = 0,
-    components: int = 4,
-    runs_per_session: int = 10,
-    evoked_amplitude: float = 1.0,
+    params: BrainParams,
+    design: DesignParams,
     chunk: int = 256,
 ) -> Path:
-    """Write a simulated THINGS-MEG dataset with a known figure/ground answer.
+    """Write a simulated THINGS-MEG dataset driven by ``codes`` (see the module docstring).
 
-    Parameters
-    ----------
-    features_path : feature store (Zarr) with groups ``no_background`` and ``no_foreground``.
-    out_dir : folder for ``preprocessed_P{n}-epo.fif``, ``sample_attributes_P{n}.csv``,
-        ``ground_truth.json`` and ``ground_truth.npz``.
-    fg_weight, bg_weight : weights (>= 0) of the foreground and background signal, each first
-        normalised to unit windowed variance; the mix is then scaled to ``snr``.
-    snr : signal-to-noise ratio as defined in the module docstring (>= 0).
-    seed : everything random follows from it; the same seed writes the same files.
-    test_images : K stimuli shown ``test_reps`` times (once per session); default
-        min(200, n_images // 10). The other stimuli are experiment images, seen once.
-    catch : number of catch trials per participant (noise and evoked response only).
-    components : principal components kept per embedding.
-
-    Returns
-    -------
-    ``out_dir``.
+    Files: ``preprocessed_P{n}-epo.fif``, ``sample_attributes_P{n}.csv``,
+    ``ground_truth.json`` (written last: it marks a finished simulation) and
+    ``ground_truth.npz``. The same inputs write the same files; a finished simulation with
+    the same key is kept.
     """
-    params = SimulationParams(
-        float(fg_weight),
-        float(bg_weight),
-        float(snr),
-        int(seed),
-        int(participants),
-        layer,
-        test_images,
-        int(test_reps),
-        int(catch),
-        int(components),
-        int(runs_per_session),
-        float(evoked_amplitude),
-    )
-    _check_params(params)
-    features_path, out = Path(features_path), Path(out_dir)
-    if not features_path.exists():
-        raise UsageError(f"feature store {features_path} not found")
-    fg = _open_layer(features_path, FG_VARIANT, layer)
-    bg = _open_layer(features_path, BG_VARIANT, layer)
-    image_ids = [str(v) for v in fg["image"].values]
-    bg_ids = [str(v) for v in bg["image"].values]
-    if set(image_ids) != set(bg_ids):
-        raise DataError(
-            f"{features_path}: {FG_VARIANT} and {BG_VARIANT} hold different images "
-            f"({len(set(image_ids) ^ set(bg_ids))} differ)"
-        )
-    if len(image_ids) < 3:
-        raise DataError(f"{features_path}: {len(image_ids)} images; need at least 3")
-    bg = bg.sel(image=image_ids)
-    concepts = (
-        [str(v) for v in fg["concept"].values]
-        if "concept" in fg.coords
-        else [concept_of_id(i) for i in image_ids]
-    )
-    n_test = min(200, len(image_ids) // 10) if test_images is None else int(test_images)
-    if not 0 <= n_test < len(image_ids):
-        raise UsageError(f"test_images={n_test}; expected 0 <= K < {len(image_ids)} images")
-
+    params.check(codes)
+    out = Path(out_dir)
     key = fsutil.params_hash(
         {
-            **asdict(params),
-            "test_images": n_test,
-            "features": str(features_path.resolve()),
-            "image_ids": image_ids,
+            "brain": asdict(params),
+            "design": asdict(design),
+            "source": codes.source,
+            "image_ids": list(codes.image_ids),
+            "scores": [
+                fsutil.sha256_bytes(np.ascontiguousarray(v).tobytes())
+                for v in codes.scores.values()
+            ],
         }
     )
     if _finished(out, key, params.participants):
         log.info("%s already holds this simulation (%s); nothing to do", out, key)
         return out
-
-    root = np.random.SeedSequence(params.seed)
-    shared_seq, *participant_seqs = root.spawn(params.participants + 1)
+    shared_seq = np.random.SeedSequence(params.seed).spawn(params.participants + 1)[0]
     shared = np.random.default_rng(shared_seq)
-    fg_scores, fg_ratio = pca_scores(fg, params.components, shared, chunk)
-    bg_scores, bg_ratio = pca_scores(bg, params.components, shared, chunk)
-    test_rows = np.sort(shared.choice(len(image_ids), n_test, replace=False))
-    images = _image_table(image_ids, concepts)
-    z_fg = (fg_scores - fg_scores.mean(0)) / np.where(fg_scores.std(0) > 0, fg_scores.std(0), 1)
-    z_bg = (bg_scores - bg_scores.mean(0)) / np.where(bg_scores.std(0) > 0, bg_scores.std(0), 1)
-
-    import mne
-
-    from figureground.neural.sensors import things_meg_info
-
-    names = things_meg_channel_names()
-    positions = sensor_positions(names)
-    pattern_chol = np.linalg.cholesky(smooth_kernel(positions, 0.35) + 1e-6 * np.eye(len(names)))
+    stimuli = stimulus_table(list(codes.image_ids), list(codes.concepts))
+    row_of = {image_id: i for i, image_id in enumerate(codes.image_ids)}
+    code_rows = stimuli["image_id"].map(row_of).to_numpy()
+    test_rows = choose_test_images(stimuli, design.test_images, shared)
     t = times()
     window = (t >= SIGNAL_WINDOW[0]) & (t <= SIGNAL_WINDOW[1])
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".simulate-", dir=out))
-    truth_people, patterns_all, profiles_all, evoked_all = [], [], [], []
+    people, brains = [], []
     try:
-        for index, sequence in enumerate(participant_seqs):
-            number = index + 1
+        for number, sequence in enumerate(_participant_seeds(params), start=1):
             rng = np.random.default_rng(sequence)
-            k_fg, k_bg = z_fg.shape[1], z_bg.shape[1]
-            p_fg = _smooth_patterns(rng, pattern_chol, k_fg)
-            p_bg = _smooth_patterns(rng, pattern_chol, k_bg)
-            prof_fg, info_fg = _temporal_profiles(rng, k_fg, t)
-            prof_bg, info_bg = _temporal_profiles(rng, k_bg, t)
-            v_fg = _window_variance(z_fg, p_fg, prof_fg, window)
-            v_bg = _window_variance(z_bg, p_bg, prof_bg, window)
-            coef = np.r_[
-                np.full(k_fg, params.fg_weight / np.sqrt(v_fg)),
-                np.full(k_bg, params.bg_weight / np.sqrt(v_bg)),
-            ]
-            scores = np.hstack([z_fg, z_bg]) * coef
-            patterns, profiles = np.vstack([p_fg, p_bg]), np.vstack([prof_fg, prof_bg])
-            v_mix = _window_variance(scores, patterns, profiles, window)
-            gain = np.sqrt(params.snr / v_mix) if v_mix > 0 and params.snr > 0 else 0.0
-            if gain == 0.0 and params.snr > 0:
-                log.warning("fg_weight and bg_weight are 0: participant %d gets no signal", number)
-            evoked_pattern = _smooth_patterns(rng, pattern_chol, 1)[0]
-            evoked_profile, evoked_info = _temporal_profiles(rng, 1, t)
-            evoked = params.evoked_amplitude * np.outer(evoked_pattern, evoked_profile[0])
-            noise_length = rng.uniform(0.4, 0.7)
-            noise_cov = 0.6 * smooth_kernel(positions, noise_length) + 0.4 * np.eye(len(names))
-            noise_chol = np.linalg.cholesky(noise_cov)
-            trials = _session_trials(rng, images, test_rows, params)
-            data = np.empty((len(trials), len(names), len(t)), dtype=np.float64)
-            rows = trials["_row"].to_numpy()
-            noise_var = 0.0
+            brain = draw_brain(codes, params, rng, t)
+            trials = design_trials(stimuli, test_rows, design, rng)
+            rows = np.where(trials["_row"] >= 0, code_rows[trials["_row"].clip(lower=0)], -1)
+            data = np.empty((len(trials), N_CHANNELS, len(t)))
+            noise_sum = 0.0
             for start in range(0, len(trials), chunk):
-                stop = min(start + chunk, len(trials))
-                noise = _noise(rng, noise_chol, stop - start, len(t))
-                noise_var += float(np.sum(noise[:, :, window] ** 2))
-                block_rows = rows[start:stop]
-                signal = np.zeros_like(noise)
-                real = block_rows >= 0
-                if real.any() and gain > 0:
-                    signal[real] = gain * np.einsum(
-                        "nc,ck,ct->nkt", scores[block_rows[real]], patterns, profiles
-                    )
-                data[start:stop] = (evoked + signal + noise) * UNIT_T
-            measured_noise = noise_var / (len(trials) * len(names) * window.sum())
-            metadata = trials.drop(columns="_row")
-            events = np.column_stack(
-                [
-                    np.arange(len(trials)) * 300 + 1000,
-                    np.zeros(len(trials), dtype=int),
-                    metadata["image_nr"].to_numpy(),
-                ]
-            ).astype(int)
-            info = things_meg_info(SFREQ)
-            with info._unlock():
-                info["lowpass"], info["highpass"] = 40.0, 0.1
-            epochs = mne.EpochsArray(
-                data, info, events=events, tmin=TMIN, metadata=metadata, verbose="error"
-            )
-            epochs.save(
-                staging / f"preprocessed_P{number}-epo.fif",
-                fmt="single",
-                overwrite=True,
-                split_size="2GB",
-                verbose="error",
-            )
-            metadata.to_csv(staging / f"sample_attributes_P{number}.csv", index=False)
-            truth_people.append(
+                block, summed = brain.epochs(rows[start : start + chunk], rng, t, window)
+                data[start : start + len(block)] = block
+                noise_sum += summed
+            attributes = trials.drop(columns="_row")
+            _write_participant(staging, number, data, attributes)
+            reliability = _test_reliability(data, attributes, t)
+            people.append(
                 {
                     "participant": f"P{number}",
-                    "signal_gain": float(gain),
-                    "fg_window_variance": v_fg,
-                    "bg_window_variance": v_bg,
-                    "signal_window_variance": float(gain**2 * v_mix),
-                    "noise_window_variance_expected": 1.0,
-                    "noise_window_variance_measured": measured_noise,
-                    "noise_spatial_length": noise_length,
+                    **brain.truth,
+                    "noise_window_variance_measured": noise_sum
+                    / (len(trials) * N_CHANNELS * window.sum()),
                     "n_trials": len(trials),
-                    "fg_profiles": info_fg,
-                    "bg_profiles": info_bg,
-                    "evoked_profile": evoked_info,
+                    "reliability": reliability,
                 }
             )
-            patterns_all.append(np.stack([p_fg, p_bg]) if k_fg == k_bg else patterns)
-            profiles_all.append(np.stack([prof_fg, prof_bg]) if k_fg == k_bg else profiles)
-            evoked_all.append(evoked_pattern)
+            brains.append(brain)
             log.info("participant P%d: %d trials written", number, len(trials))
-        _write_truth(
-            staging,
-            params,
-            key,
-            features_path,
-            image_ids,
-            concepts,
-            test_rows,
-            fg_scores,
-            bg_scores,
-            z_fg,
-            z_bg,
-            fg_ratio,
-            bg_ratio,
-            truth_people,
-            patterns_all,
-            profiles_all,
-            evoked_all,
-            names,
-            t,
-        )
+        _write_truth(staging, codes, params, design, key, stimuli, test_rows, people, brains, t)
         truth_json = staging / "ground_truth.json"
         for path in sorted(staging.iterdir()):
             if path != truth_json:
@@ -531,20 +363,55 @@ def simulate_meg(
     return out
 
 
-def _check_params(params: SimulationParams) -> None:
-    checks = {
-        "fg_weight": params.fg_weight >= 0,
-        "bg_weight": params.bg_weight >= 0,
-        "snr": params.snr >= 0 and np.isfinite(params.snr),
-        "participants": params.participants >= 1,
-        "test_reps": params.test_reps >= 0,
-        "catch": params.catch >= 0,
-        "components": params.components >= 1,
-        "runs_per_session": params.runs_per_session >= 1,
-    }
-    for name, ok in checks.items():
-        if not ok:
-            raise UsageError(f"{name}={getattr(params, name)!r} is out of range")
+def _write_participant(
+    folder: Path, number: int, data: np.ndarray, attributes: pd.DataFrame
+) -> None:
+    import mne
+
+    from figureground.neural.sensors import things_meg_info
+
+    events = np.column_stack(
+        [
+            np.arange(len(attributes)) * 300 + 1000,
+            np.zeros(len(attributes), dtype=int),
+            event_codes(attributes),
+        ]
+    ).astype(int)
+    info = things_meg_info(SFREQ)
+    with info._unlock():  # MNE has no public setter for the recorded filter edges
+        info["lowpass"], info["highpass"] = 40.0, 0.1
+    epochs = mne.EpochsArray(
+        data, info, events=events, tmin=TMIN, metadata=attributes, verbose="error"
+    )
+    epochs.save(
+        folder / f"preprocessed_P{number}-epo.fif",
+        fmt="single",
+        overwrite=True,
+        split_size="2GB",
+        verbose="error",
+    )
+    attributes.to_csv(folder / f"sample_attributes_P{number}.csv", index=False)
+
+
+def _test_reliability(data: np.ndarray, attributes: pd.DataFrame, t: np.ndarray) -> dict:
+    """The authors' noise ceiling on this participant's test trials (empty without them)."""
+    from figureground.neural.reliability import noise_ceiling, summarise
+
+    test = attributes["trial_type"].to_numpy() == "test"
+    if not test.any():
+        return {}
+    frame = attributes[test].assign(_index=np.flatnonzero(test))
+    sessions = sorted(frame["session_nr"].unique())
+    if len(sessions) < 2:
+        return {}
+    per_session = [
+        data[frame[frame["session_nr"] == s].sort_values("things_category_nr")["_index"]]
+        for s in sessions
+    ]
+    stacked = np.stack(per_session, axis=1)  # (image, session, channel, time)
+    array = np.transpose(stacked, (2, 3, 1, 0))  # (channel, time, session, image)
+    ceiling, ncsnr = noise_ceiling(array, n=len(sessions))
+    return {**summarise(ceiling, ncsnr, t), "n_repetitions": len(sessions)}
 
 
 def _finished(out: Path, key: str, participants: int) -> bool:
@@ -561,64 +428,168 @@ def _finished(out: Path, key: str, participants: int) -> bool:
 
 def _write_truth(
     staging: Path,
-    params: SimulationParams,
+    codes: ImageCodes,
+    params: BrainParams,
+    design: DesignParams,
     key: str,
-    features_path: Path,
-    image_ids: list[str],
-    concepts: list[str],
-    test_rows: np.ndarray,
-    fg_scores: np.ndarray,
-    bg_scores: np.ndarray,
-    z_fg: np.ndarray,
-    z_bg: np.ndarray,
-    fg_ratio: np.ndarray,
-    bg_ratio: np.ndarray,
+    stimuli: pd.DataFrame,
+    test_rows: list[int],
     people: list[dict],
-    patterns: list[np.ndarray],
-    profiles: list[np.ndarray],
-    evoked: list[np.ndarray],
-    names: list[str],
+    brains: list[ParticipantBrain],
     t: np.ndarray,
 ) -> None:
-    np.savez(
-        staging / "ground_truth.npz",
-        image_ids=np.array(image_ids, dtype=str),
-        fg_scores=fg_scores,
-        bg_scores=bg_scores,
-        fg_scores_z=z_fg,
-        bg_scores_z=z_bg,
-        patterns=np.stack(patterns),
-        profiles=np.stack(profiles),
-        evoked_patterns=np.stack(evoked),
-        ch_names=np.array(names, dtype=str),
-        times=t,
-    )
+    arrays = {
+        "image_ids": np.array(codes.image_ids, dtype=str),
+        "ch_names": np.array(things_meg_channel_names(), dtype=str),
+        "times": t,
+        "patterns": np.stack([b.patterns for b in brains]),
+        "profiles": np.stack([b.profiles for b in brains]),
+        "weighted_scores": np.stack([b.scores for b in brains]),
+        "evoked": np.stack([b.evoked for b in brains]),
+    }
+    for name, scores in codes.scores.items():
+        arrays[f"scores_{name}"] = scores
+    np.savez(staging / "ground_truth.npz", **arrays)
+    weights = dict(params.weights)
     truth = {
-        "params": asdict(params),
+        "params": {
+            **asdict(params),
+            "weights": weights,
+            "fg_weight": weights.get("figure", 0.0),
+            "bg_weight": weights.get("ground", 0.0),
+            "design": asdict(design),
+        },
         "params_hash": key,
-        "snr_definition": "mean over sensors and samples in signal_window_s of the across-image "
-        "(population) variance of the image-specific signal, divided by the "
-        "mean single-trial noise variance over the same sensors and samples",
+        "codes_source": codes.source,
+        "codes": list(codes.scores),
+        "explained_variance_ratio": {k: v.tolist() for k, v in codes.explained.items()},
+        "snr_definition": "before the baseline z-scoring: mean over sensors and samples in "
+        "signal_window_s of the across-image (population) variance of the image-specific "
+        "signal, divided by the mean single-trial noise variance over the same sensors and "
+        "samples",
+        "units": "z-scores against the baseline (-0.1..0 s) per epoch and channel, as the "
+        "released THINGS-MEG epochs; the file labels the channels in tesla like the real files",
         "signal_window_s": list(SIGNAL_WINDOW),
-        "unit_tesla": UNIT_T,
-        "fg_variant": FG_VARIANT,
-        "bg_variant": BG_VARIANT,
-        "features": str(features_path.resolve()),
-        "n_images": len(image_ids),
-        "n_concepts": len(set(concepts)),
-        "test_image_ids": [image_ids[r] for r in test_rows],
-        "fg_explained_variance_ratio": fg_ratio.tolist(),
-        "bg_explained_variance_ratio": bg_ratio.tolist(),
-        "patterns_layout": "npz 'patterns' (participant, source [fg, bg], component, channel), "
-        "'profiles' (participant, source, component, time); response = "
-        "signal_gain * sum_c weight_s / sqrt(window_variance_s) * "
-        "scores_z[:, c] * pattern (x) profile",
+        "n_images": len(codes.image_ids),
+        "n_concepts": len(set(codes.concepts)),
+        "test_image_ids": [str(stimuli.loc[r, "image_id"]) for r in test_rows],
+        "patterns_layout": "npz 'patterns' (participant, component, channel) and 'profiles' "
+        "(participant, component, time) of every weighted code's components in turn; "
+        "'weighted_scores' (participant, image, component) are the scores they multiply",
         "participants": people,
         "sfreq": SFREQ,
         "tmin": TMIN,
-        "n_channels": len(names),
-        "na_code": NA_CODE,
+        "n_channels": N_CHANNELS,
         "provenance": provenance.stamp(stage="simulate_meg"),
     }
     fsutil.atomic_write_json(staging / "ground_truth.json", truth)
     (staging / "ground_truth.json").chmod(0o644)
+
+
+# ----------------------------------------------------------------------------- entry points
+def simulate_meg(
+    features_path: str | Path,
+    out_dir: str | Path,
+    fg_weight: float,
+    bg_weight: float,
+    snr: float,
+    seed: int,
+    participants: int = 4,
+    layer: str = "layer2",
+    test_images: int | None = None,
+    sessions: int | None = None,
+    catch_per_session: int | None = None,
+    components: int = 4,
+    evoked_amplitude: float = DEFAULT_EVOKED,
+    image_weight: float = 0.0,
+    chunk: int = 256,
+) -> Path:
+    """A simulated THINGS-MEG dataset whose brain follows a feature store's embeddings.
+
+    Parameters
+    ----------
+    features_path : feature store (Zarr) with groups ``no_background`` and ``no_foreground``
+        (and ``original`` when ``image_weight`` > 0).
+    out_dir : output folder (see :func:`simulate_codes`).
+    fg_weight, bg_weight, image_weight : weights (>= 0) of the figure (no-background),
+        ground (no-foreground) and whole-image (original) embeddings, each first scaled to
+        unit windowed variance; the mix is then scaled to ``snr``.
+    snr : signal-to-noise ratio as defined in the module docstring (>= 0).
+    seed : everything random follows from it; the same seed writes the same files.
+    test_images : stimuli of distinct concepts shown once per session; default
+        min(200, concepts, n_images // 10).
+    sessions, catch_per_session : the design (:class:`figureground.neural.design.DesignParams`).
+    components : principal components kept per embedding.
+    """
+    weights = (("figure", float(fg_weight)), ("ground", float(bg_weight)))
+    if image_weight:
+        weights += (("image", float(image_weight)),)
+    for name, value in weights:
+        if not value >= 0:
+            label = {"figure": "fg_weight", "ground": "bg_weight"}.get(name, "image_weight")
+            raise UsageError(f"{label}={value!r} is out of range; expected >= 0")
+    names = [n for n, _ in weights]
+    shared = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    codes = network_codes(features_path, layer, names, components, shared)
+    brain = BrainParams(
+        weights, float(snr), int(seed), int(participants), int(components), float(evoked_amplitude)
+    )
+    design = _design(codes, test_images, sessions, catch_per_session)
+    return simulate_codes(codes, out_dir, brain, design, chunk)
+
+
+def _design(
+    codes: ImageCodes,
+    test_images: int | None,
+    sessions: int | None,
+    catch_per_session: int | None,
+) -> DesignParams:
+    n_concepts = len(set(codes.concepts))
+    n_test = (
+        min(200, n_concepts, len(codes.image_ids) // 10) if test_images is None else test_images
+    )
+    if not 0 <= n_test < len(codes.image_ids):
+        raise UsageError(f"test_images={n_test}; expected 0 <= K < {len(codes.image_ids)} images")
+    if sessions is not None and sessions < 1:
+        raise UsageError(f"sessions={sessions}; expected >= 1")
+    if catch_per_session is not None and catch_per_session < 0:
+        raise UsageError(f"catch_per_session={catch_per_session}; expected >= 0")
+    return DesignParams(int(n_test), sessions, catch_per_session)
+
+
+def simulate_pixels(
+    images: Mapping[str, Path],
+    masks: Mapping[str, Path],
+    out_dir: str | Path,
+    weights: Mapping[str, float],
+    snr: float,
+    seed: int,
+    participants: int = 4,
+    test_images: int | None = None,
+    sessions: int | None = None,
+    catch_per_session: int | None = None,
+    components: int = 4,
+    evoked_amplitude: float = DEFAULT_EVOKED,
+) -> Path:
+    """A simulated THINGS-MEG dataset whose brain follows pixel descriptors (no network).
+
+    ``weights`` maps regions of :mod:`figureground.stimuli.descriptors` (``figure``,
+    ``ground``, ``figure_grid``, ``ground_grid``, ``image``, ``centre``) to weights.
+    """
+    from figureground.neural.codes import pixel_codes
+
+    regions = [r for r, w in weights.items() if w > 0] or ["image"]
+    codes = pixel_codes(images, masks, regions, n_components=components)
+    brain = BrainParams(
+        tuple((str(k), float(v)) for k, v in weights.items()),
+        float(snr),
+        int(seed),
+        int(participants),
+        int(components),
+        float(evoked_amplitude),
+    )
+    if not codes.image_ids:
+        raise DataError("no images to simulate from")
+    return simulate_codes(
+        codes, out_dir, brain, _design(codes, test_images, sessions, catch_per_session)
+    )

@@ -69,7 +69,7 @@ def tiny_study() -> dict[str, Any]:
                 "seed": 1,
                 "participants": 2,
                 "test_images": 1,
-                "test_reps": 2,
+                "sessions": 2,
             },
         },
         "analyses": analyses,

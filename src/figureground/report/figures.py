@@ -308,8 +308,8 @@ def _ceiling_lookup(
             return pd.DataFrame()
         kind = MEAN if participant == MEAN else "participant"
         keys = {"analysis": analysis, "estimate": estimates[kind]}
-        if "level" in group and analysis == "rsa" and kind == MEAN:
-            keys["level"] = group["level"]
+        if "level" in group and analysis == "rsa":
+            keys["level"] = group["level"]  # each panel draws the ceiling of its own level
         return _select(ceiling, participant=participant, **keys)
 
     return lookup
@@ -359,7 +359,7 @@ def fig_rsa(
     method = str(table["method"].iloc[0]) if "method" in table and len(table) else ""
     return _timecourse_grid(
         table,
-        ["model", "weights", "layer", "level", "stratum"],
+        [c for c in ("model", "weights", "layer", "level", "view", "stratum") if c in table],
         curves,
         lookup,
         clusters if clusters is None else _select(clusters, analysis="rsa"),

@@ -21,19 +21,23 @@ from figureground import logs
 from figureground.errors import UsageError
 from figureground.fsutil import atomic_write_text
 from figureground.report import figures
+from figureground.report.verdict_figure import fig_verdict
 
 log = logs.get_logger(__name__)
 
 SEED_CAVEAT = (
     "The seed method resamples the MEG matrix (sensors x time) onto the grid of the network "
     "activation (channels x positions) and takes a Euclidean distance. Sensors and network "
-    "units share no axis, so the resampling pairs unrelated numbers, and the distance is "
-    "dominated by the overall scale of the two matrices: with pure noise in place of the MEG "
-    "it equals the embedding's own norm to within a fraction of a percent and differs between "
-    "conditions exactly as the norms do. Differences between conditions here therefore say "
-    "how large each variant's activations are, not which one the brain follows. "
-    "The time-resolved RSA, partial RSA and encoding analyses below, with noise ceilings and "
-    "permutation statistics, are built to answer that question."
+    "units share no axis, so the resampling pairs unrelated numbers. The squared distance is "
+    "the MEG's squared norm (the same for every condition), plus the embedding's squared "
+    "norm (raised by a white background, lowered by inpainting), minus twice a product of "
+    "arbitrarily paired entries that is dominated by the evoked field every image shares and "
+    "by each condition's mean activation map. Differences between conditions therefore "
+    "follow the embeddings, not which variant the brain follows; in the validation sweep the "
+    "seed statistic hardly changes between brains that follow the figure, the ground or "
+    "nothing (docs/validation.md). The identity version below asks the question the "
+    "distances can answer: is an image's MEG closer to its own embedding than to the other "
+    "images' embeddings? The verdict, RSA and encoding analyses answer the study's question."
 )
 
 
@@ -64,6 +68,18 @@ CLUSTER_NOTE = (
 )
 
 
+VERDICT_CAPTION = (
+    "Black: the group's RSA with the figure model (no background) minus the ground model "
+    "(no foreground), with its 95% bootstrap interval over participants and images; grey: "
+    "each participant. Shaded windows: times where figure minus ground is significant "
+    "after family-wise correction over time (bootstrap max-t) AND the winning variant's "
+    "model also beats the model of the unsegmented original image. That second test is the "
+    "control for brains without a figure/ground preference: a code of the whole image "
+    "follows whichever region covers more of it, usually the ground. All contrasts, "
+    "per participant and group, are in verdict.csv and verdict_timecourse.csv."
+)
+
+
 def _read_csv(path: Path) -> pd.DataFrame | None:
     if not path.exists():
         return None
@@ -87,6 +103,19 @@ def careful_sections(results_dir: Path, summary: dict[str, Any], fig_dir: Path) 
         return pd.DataFrame(summary.get(section, {}).get(key, []))
 
     sections = []
+    verdict = _read_csv(results_dir / "verdict.csv")
+    course = _read_csv(results_dir / "verdict_timecourse.csv")
+    if verdict is not None and not verdict.empty and course is not None:
+        figv = figures.save_figure(fig_verdict(course, verdict), fig_dir / "fig_verdict")
+        shown = verdict[verdict["contrast"] == "verdict"]
+        sections.append(
+            {
+                "title": "The verdict — figure or ground, and when",
+                "figure": _b64(figv),
+                "caption": VERDICT_CAPTION,
+                "tables": [("Verdict windows (contrast verdict)", _table_html(shown))],
+            }
+        )
     if rsa is not None and not rsa.empty:
         fig3 = figures.save_figure(
             figures.fig_rsa(rsa, ceiling, clusters, alpha), fig_dir / "fig3_rsa"
@@ -96,10 +125,15 @@ def careful_sections(results_dir: Path, summary: dict[str, Any], fig_dir: Path) 
                 "title": "Fig. 3 — time-resolved RSA",
                 "figure": _b64(fig3),
                 "caption": "MEG RDMs (per time point) against each condition's model RDM, per "
-                "participant (band: bootstrap interval over images; squares: permutation p < "
-                f"{alpha} corrected over time) and averaged over participants (band: SEM; bars: "
-                "clusters across participants, solid when significant). Grey: noise ceiling "
-                "(participants: from the test images' repetitions; mean: across participants).",
+                "participant (band: bootstrap interval over images) and averaged over "
+                "participants (band: SEM). Squares under a participant's curve mark the times "
+                "where that curve's permutation test (model RDM rows and columns permuted) "
+                f"gives p < {alpha} corrected over time by the maximum statistic: each marks a "
+                "model that fits better than chance, not a difference between figure and "
+                "ground (the verdict figure tests that). Bars in the mean panels: clusters of "
+                "each curve against zero across participants (solid when significant). Grey: "
+                "noise ceiling at the panel's own level (participants: from the test images' "
+                "repetitions, image level only; mean: across participants).",
                 "tables": [
                     (
                         "Post-stimulus mean RSA: figure (no background) vs ground (no foreground)",
@@ -264,6 +298,16 @@ def build_report(run_dir: Path, examples: int = 4) -> Path:
         "caveat": SEED_CAVEAT,
         "summary_table": _table_html(seed_summary),
         "tests_table": _table_html(pd.DataFrame((seed or {}).get("paired_tests", []))),
+        "identity_table": _table_html(
+            pd.DataFrame((summary.get("seed_identity") or {}).get("conditions", []))
+        )
+        if summary.get("seed_identity")
+        else "",
+        "identity_compare": _table_html(
+            pd.DataFrame((summary.get("seed_identity") or {}).get("figure_vs_ground", []))
+        )
+        if summary.get("seed_identity")
+        else "",
         "ground_truth": summary.get("ground_truth"),
         "features_table": _table_html(features_table),
         "failed_table": _table_html(failed) if len(failed) else "",
@@ -273,6 +317,7 @@ def build_report(run_dir: Path, examples: int = 4) -> Path:
         ),
     }
     context["careful"] = careful
+    context["headline"] = (summary.get("verdict") or {}).get("headline", {}).get("sentence", "")
     template_text = (
         resources.files("figureground.report")
         .joinpath("templates/report.html")
@@ -281,7 +326,14 @@ def build_report(run_dir: Path, examples: int = 4) -> Path:
     env = jinja2.Environment(
         autoescape=jinja2.select_autoescape(default=True), undefined=jinja2.StrictUndefined
     )
-    for key in ("summary_table", "tests_table", "features_table", "failed_table"):
+    for key in (
+        "summary_table",
+        "tests_table",
+        "identity_table",
+        "identity_compare",
+        "features_table",
+        "failed_table",
+    ):
         context[key] = markupsafe.Markup(context[key])
     html = env.from_string(template_text).render(**context)
     report_path = run_dir / "report.html"

@@ -45,9 +45,8 @@ log = logs.get_logger(__name__)
 
 BLOCK = 64  # epochs per random-number block (data independent of the part size)
 SFREQ, TMIN, N_SAMPLES, N_CHANNELS = 200.0, -0.1, 281, 271
-UNIT_T = 1e-13  # noise standard deviation in tesla
 VARIANTS = ("original", "no_background", "no_foreground")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: z-scored epochs, the real design and numbering
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,44 +180,21 @@ def write_synth_features(
 def trial_table(
     manifest: pd.DataFrame, size: SynthSize, seed: int, participant: int
 ) -> pd.DataFrame:
-    """THINGS-MEG sample attributes, one row per epoch in presentation order."""
+    """THINGS-MEG sample attributes, one row per epoch in presentation order.
+
+    The design and numbering of :mod:`figureground.neural.design`: in every session one
+    exemplar of every concept (the same exemplar number for all concepts of a session), each
+    test image once, ``catch_per_session`` catch trials; empty fields where they do not apply.
+    """
+    from figureground.neural.design import DesignParams, design_trials, stimulus_table
+
     rng = np.random.default_rng([seed, 3, participant])
-    exp = manifest[manifest["set"] == "exp"].reset_index(drop=True)
-    test = manifest[manifest["set"] == "test"].reset_index(drop=True)
-    catch = manifest[manifest["set"] == "catch"].reset_index(drop=True)
-    category = {c: i + 1 for i, c in enumerate(pd.unique(exp["concept"]))}
-    image_nr = {image_id: i + 1 for i, image_id in enumerate(exp["image_id"])}
-    image_nr.update({image_id: len(exp) + i + 1 for i, image_id in enumerate(test["image_id"])})
-    exp_session = (exp["exemplar"].to_numpy(dtype=int) - 1 + exp.index.to_numpy()) % size.sessions
-    records = []
-    for session in range(size.sessions):
-        trials = (
-            [("exp", row) for row in exp[exp_session == session].itertuples(index=False)]
-            + [("test", row) for row in test.itertuples(index=False)]
-            + [("catch", row) for row in catch.itertuples(index=False)]
-        )
-        order = rng.permutation(len(trials))
-        runs = np.array_split(np.arange(len(trials)), 10)
-        run_of = np.concatenate([np.full(len(r), k + 1) for k, r in enumerate(runs)])
-        for position, pick in enumerate(order):
-            kind, row = trials[pick]
-            real = kind != "catch"
-            number = image_nr[row.image_id] if real else 999999
-            records.append(
-                {
-                    "trial_type": kind,
-                    "image_nr": number,
-                    "category_nr": category.get(row.concept, 999999),
-                    "exemplar_nr": int(row.exemplar) if kind == "exp" else 999999,
-                    "test_image_nr": number - len(exp) if kind == "test" else 999999,
-                    "things_category_nr": category.get(row.concept, 999999),
-                    "things_image_nr": number,
-                    "image_path": row.path,
-                    "session_nr": session + 1,
-                    "run_nr": int(run_of[position]),
-                }
-            )
-    return pd.DataFrame.from_records(records)
+    shown = manifest[manifest["set"].isin(["exp", "test"])]
+    stimuli = stimulus_table(list(shown["image_id"]), list(shown["concept"]))
+    test_ids = set(manifest.loc[manifest["set"] == "test", "image_id"])
+    test_rows = [int(i) for i in stimuli.index[stimuli["image_id"].isin(test_ids)]]
+    params = DesignParams(len(test_rows), size.sessions, size.catch_per_session)
+    return design_trials(stimuli, test_rows, params, rng).drop(columns="_row")
 
 
 def _signal_model(
@@ -255,11 +231,15 @@ def _epoch_block(
     patterns: np.ndarray,
     profiles: np.ndarray,
 ) -> np.ndarray:
-    """Data of one block of epochs in tesla, float64 (MNE's in-memory dtype)."""
+    """Data of one block of epochs, float64 (MNE's in-memory dtype), z-scored against the
+    baseline per epoch and channel as the released THINGS-MEG epochs are."""
+    from figureground.neural.simulate import zscore_baseline
+
     rng = np.random.default_rng([seed, 5, participant, block])
     noise = rng.standard_normal((len(scores), N_CHANNELS, N_SAMPLES), dtype=np.float32)
     signal = gain * np.einsum("nk,ck,kt->nct", scores, patterns, profiles, optimize=True)
-    return (noise + signal).astype(np.float64) * UNIT_T
+    data = (noise + signal).astype(np.float64)
+    return zscore_baseline(data, TMIN + np.arange(N_SAMPLES) / SFREQ)
 
 
 def write_synth_epochs(
@@ -278,6 +258,7 @@ def write_synth_epochs(
     import mne
     from mne.epochs import _make_split_fnames, _save_split
 
+    from figureground.neural.design import event_codes
     from figureground.neural.sensors import things_meg_info
 
     scores_of, patterns, profiles = _signal_model(
@@ -289,7 +270,7 @@ def write_synth_epochs(
     scores = np.stack([scores_of.get(s, zero) for s in stems])
     gain = float(np.sqrt(snr))
     n = len(trials)
-    codes = trials["image_nr"].to_numpy()
+    codes = event_codes(trials)
     events = np.column_stack([np.arange(n) * 300 + 1000, np.zeros(n, int), codes]).astype(int)
     event_id = {str(c): int(c) for c in np.unique(codes)}
     info = things_meg_info(SFREQ)

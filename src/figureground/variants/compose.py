@@ -1,4 +1,5 @@
-"""No-background images (object on a fill colour) and deterministic lossless PNG encoding."""
+"""No-background images (object on a fill colour, soft alpha optionally floored) and
+deterministic lossless PNG encoding."""
 
 from __future__ import annotations
 
@@ -11,6 +12,21 @@ PNG_COMPRESSION = 6
 def quantize_alpha(alpha: np.ndarray) -> np.ndarray:
     """Soft alpha in [0, 1] as the 8-bit mask that is saved (0..255, rounded)."""
     return np.rint(np.clip(alpha, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def apply_alpha_floor(alpha8: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """The 8-bit alpha with every value below ``floor`` set to 0.
+
+    A value ``v`` is below the floor when ``v / 255 < floor``: with ``floor = 0.1`` the values
+    0..25 become 0 and 26..255 are kept. ``floor = 0`` returns ``alpha8`` itself (unchanged).
+    The faint haze that a soft alpha leaves over the background (values of a few percent)
+    would otherwise let the background show through the fill colour.
+    """
+    if not 0.0 <= floor < 1.0:
+        raise ValueError(f"alpha floor {floor} is outside [0, 1)")
+    if floor == 0.0:
+        return alpha8
+    return np.where(alpha8.astype(np.float64) / 255.0 < floor, 0, alpha8).astype(np.uint8)
 
 
 def no_background(

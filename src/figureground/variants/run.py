@@ -2,9 +2,9 @@
 
 Outputs (lossless PNG, keeping each source's relative path without its suffix)::
 
-    OUT/no_background/<rel>.png   object composited on the fill colour
+    OUT/no_background/<rel>.png   object composited on the fill colour (alpha floored)
     OUT/no_foreground/<rel>.png   object region inpainted
-    OUT/mask/<rel>.png            8-bit soft alpha
+    OUT/mask/<rel>.png            8-bit soft alpha of the segmenter (never floored)
     OUT/records/<rel>.json        per-image record, written LAST: marks the image done
     OUT/variants.csv              manifest + status, error, metrics, segmenter, parameters
     OUT/variants.json             source_root, params, provenance
@@ -13,17 +13,23 @@ A rerun skips images whose record matches the image's SHA-256 and the parameters
 whose three outputs exist with the SHA-256 recorded for them (a damaged output is remade, with
 a warning naming it). Every file is written atomically, so a run killed at any moment
 leaves whole files only, and the rerun writes the same bytes as an uninterrupted run.
+
+Records carry ``metrics_version``. A record of an earlier version (without the haze and
+silhouette metrics) is still reused, its images being the same, but its metrics are computed
+again from its saved images and its record rewritten, so every row of variants.csv has every
+metric column.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -42,9 +48,15 @@ from figureground.fsutil import (
     sha256_file,
 )
 from figureground.scale.dask_run import parse_scheduler
-from figureground.variants.compose import encode_png, no_background, quantize_alpha
+from figureground.variants.compose import (
+    apply_alpha_floor,
+    decode_png,
+    encode_png,
+    no_background,
+    quantize_alpha,
+)
 from figureground.variants.inpaint import INPAINT_METHODS, inpaint, object_mask
-from figureground.variants.metrics import mask_metrics
+from figureground.variants.metrics import haze_metrics, mask_metrics, silhouette_metrics
 from figureground.variants.segment import (
     Segmenter,
     SegmenterSpec,
@@ -57,8 +69,26 @@ log = logs.get_logger(__name__)
 
 VARIANTS: tuple[str, ...] = ("no_background", "no_foreground", "mask")
 RECORDS = "records"
-FORMAT_VERSION = 1
-METRIC_COLUMNS = ("fg_fraction", "mask_confidence", "bbox", "little_background")
+FORMAT_VERSION = 1  # of the images (part of the record key: a change remakes every image)
+METRICS_VERSION = 2  # of the record's metrics (a change recomputes them from the saved images)
+METRIC_COLUMNS = (
+    "fg_fraction",
+    "mask_confidence",
+    "bbox",
+    "little_background",
+    "haze",
+    "haze_fraction",
+    "silhouette_auc",
+    "silhouette_detectability",
+)
+FLOAT_METRICS = (
+    "fg_fraction",
+    "mask_confidence",
+    "haze",
+    "haze_fraction",
+    "silhouette_auc",
+    "silhouette_detectability",
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +103,12 @@ class VariantParams:
     inpaint_max_side: int = 1024
     fill: tuple[int, int, int] = (255, 255, 255)
     little_background_above: float = 0.9
+    alpha_floor: float = 0.0
+
+    # Fields added after the first records were written, with the value that makes the images
+    # those records describe: at that value a field stays out of the record key, so records
+    # made before it existed keep their key and are reused.
+    ADDED_LATER: ClassVar[dict[str, Any]] = {"alpha_floor": 0.0}
 
     def validate(self) -> None:
         """Raise :class:`UsageError` naming the first bad value."""
@@ -91,6 +127,23 @@ class VariantParams:
             )
         if len(self.fill) != 3 or not all(0 <= int(c) <= 255 for c in self.fill):
             raise UsageError(f"fill colour {self.fill} is not three values in 0..255")
+        if not 0.0 <= self.alpha_floor < 1.0:
+            raise UsageError(f"alpha floor {self.alpha_floor} is outside [0, 1)")
+        if self.alpha_floor > self.threshold:
+            raise UsageError(
+                f"alpha floor {self.alpha_floor} is above the mask threshold {self.threshold}: "
+                "it would remove object pixels from the no-background image that the "
+                "no-foreground image fills; expected alpha floor <= threshold"
+            )
+
+    def hashed(self) -> dict[str, Any]:
+        """The fields hashed into the record key: all but those of :attr:`ADDED_LATER` that
+        have their earlier value (with the defaults the key is the one of earlier versions)."""
+        values = asdict(self)
+        for name, earlier in self.ADDED_LATER.items():
+            if values[name] == earlier:
+                del values[name]
+        return values
 
     def columns(self) -> dict[str, Any]:
         """The parameter columns of variants.csv."""
@@ -114,17 +167,56 @@ def make_image_variants(
     """The three variant images of one RGB image from its soft alpha.
 
     The alpha is quantised to the 8-bit mask that is saved first, so every output can be
-    recomputed from the saved mask.
+    recomputed from the saved mask. The saved mask is the segmenter's alpha, quantised and
+    nothing else. The no-background image composites the object with that alpha after the
+    floor (:func:`~figureground.variants.compose.apply_alpha_floor`: values below
+    ``params.alpha_floor`` become 0; the default 0 changes nothing). The no-foreground image
+    fills the thresholded, dilated saved mask, which the floor does not touch (it is at most
+    the threshold).
     """
     alpha8 = quantize_alpha(alpha)
     fill_region = object_mask(alpha8.astype(np.float32) / 255.0, params.threshold, params.dilate)
     return {
         "mask": alpha8,
-        "no_background": no_background(rgb, alpha8, params.fill),
+        "no_background": no_background(
+            rgb, apply_alpha_floor(alpha8, params.alpha_floor), params.fill
+        ),
         "no_foreground": inpaint(
             rgb, fill_region, params.inpaint, params.inpaint_radius, params.inpaint_max_side or None
         ),
     }
+
+
+def image_metrics(images: dict[str, np.ndarray], params: VariantParams) -> dict[str, Any]:
+    """The metrics of one image's record, from its three variant images (made or read back).
+
+    Mask metrics (:func:`~figureground.variants.metrics.mask_metrics`) of the saved mask;
+    ``haze`` and ``haze_fraction`` (:func:`~figureground.variants.metrics.haze_metrics`) of
+    the no-background image with the alpha it was composited with (after the floor), the
+    background being where that alpha is at most ``params.threshold``;
+    ``silhouette_auc`` and ``silhouette_detectability``
+    (:func:`~figureground.variants.metrics.silhouette_metrics`) of the no-foreground image
+    in the region that was inpainted. Undefined values are ``None``.
+    """
+    alpha8 = images["mask"]
+    alpha = alpha8.astype(np.float32) / 255.0
+    composited = apply_alpha_floor(alpha8, params.alpha_floor).astype(np.float32) / 255.0
+    metrics = {
+        **mask_metrics(alpha, params.threshold, params.little_background_above),
+        **haze_metrics(composited, images["no_background"], params.fill, params.threshold),
+        **silhouette_metrics(
+            images["no_foreground"], object_mask(alpha, params.threshold, params.dilate)
+        ),
+    }
+    return {
+        name: None if isinstance(value, float) and math.isnan(value) else value
+        for name, value in metrics.items()
+    }
+
+
+def task_params(task: dict[str, Any]) -> VariantParams:
+    """The :class:`VariantParams` of a task (its ``params`` went through JSON or pickling)."""
+    return VariantParams(**{**task["params"], "fill": tuple(task["params"]["fill"])})
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
@@ -152,17 +244,46 @@ def outputs_intact(out_dir: Path, rel: str, record: dict[str, Any]) -> bool:
 
 
 def reused_record(task: dict[str, Any]) -> dict[str, Any] | None:
-    """The record of an image already done with the same inputs, or ``None``."""
+    """The record of an image already done with the same inputs, or ``None``.
+
+    A record of an earlier :data:`METRICS_VERSION` gets its metrics computed again from the
+    saved images (:func:`refreshed_record`); ``None`` when those cannot be read.
+    """
     out_dir, rel = Path(task["out_dir"]), task["path"]
     previous = _read_record(variant_path(out_dir, rel, RECORDS))
-    if (
+    if not (
         previous
         and previous.get("image_sha256") == task["sha256"]
         and previous.get("params_hash") == task["params_hash"]
         and outputs_intact(out_dir, rel, previous)
     ):
-        return {**previous, "image_id": task["image_id"], "skipped": True}
-    return None
+        return None
+    if previous.get("metrics_version") != METRICS_VERSION:
+        previous = refreshed_record(task, previous)
+        if previous is None:
+            return None
+    return {**previous, "image_id": task["image_id"], "skipped": True}
+
+
+def refreshed_record(task: dict[str, Any], record: dict[str, Any]) -> dict[str, Any] | None:
+    """``record`` with the current metrics, computed from the saved images and written back.
+
+    Returns the record marked ``metrics_refreshed`` (not saved), or ``None`` (with a
+    warning) when a saved image cannot be read: the image is then made again. A full disk is
+    raised.
+    """
+    out_dir, rel = Path(task["out_dir"]), task["path"]
+    try:
+        images = {v: decode_png(variant_path(out_dir, rel, v).read_bytes()) for v in VARIANTS}
+        metrics = image_metrics(images, task_params(task))
+        updated = {**record, **metrics, "metrics_version": METRICS_VERSION}
+        atomic_write_json(variant_path(out_dir, rel, RECORDS), updated)
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise
+        log.warning("%s: metrics cannot be recomputed (%s); it is made again", rel, exc)
+        return None
+    return {**updated, "metrics_refreshed": True}
 
 
 def failed_record(task: dict[str, Any], exc: Exception) -> dict[str, Any]:
@@ -180,18 +301,23 @@ def write_image_variants(
 ) -> dict[str, Any]:
     """Make and write the three variants of one image, then its record (last)."""
     out_dir, rel = Path(task["out_dir"]), task["path"]
-    params = VariantParams(**{**task["params"], "fill": tuple(task["params"]["fill"])})
+    params = task_params(task)
     images = make_image_variants(rgb, alpha, params)
-    metrics = mask_metrics(
-        images["mask"].astype(np.float32) / 255.0, params.threshold, params.little_background_above
-    )
+    metrics = image_metrics(images, params)
     hashes = {}
     for variant in VARIANTS:
         data = encode_png(images[variant])
         atomic_write_bytes(variant_path(out_dir, rel, variant), data)
         hashes[variant] = sha256_bytes(data)
     key = {"image_sha256": task["sha256"], "params_hash": task["params_hash"]}
-    record = {**key, "status": "ok", "error": "", **metrics, "outputs": hashes}
+    record = {
+        **key,
+        "status": "ok",
+        "error": "",
+        **metrics,
+        "metrics_version": METRICS_VERSION,
+        "outputs": hashes,
+    }
     atomic_write_json(variant_path(out_dir, rel, RECORDS), record)  # last: marks it done
     return {**record, "image_id": task["image_id"], "skipped": False}
 
@@ -294,6 +420,7 @@ def make_variants(
     inpaint_max_side: int = 1024,
     fill: tuple[int, int, int] = (255, 255, 255),
     little_background_above: float = 0.9,
+    alpha_floor: float = 0.0,
     workers: int = 1,
     csv_path: str | os.PathLike | None = None,
     scheduler: str = "serial",
@@ -319,6 +446,11 @@ def make_variants(
         Alpha threshold of the object mask and its dilation in pixels.
     fill
         Background colour of the no-background image.
+    alpha_floor
+        Alpha below which the no-background image shows only the fill colour (0 = off: the
+        soft alpha as the segmenter gave it). Must lie in [0, threshold]. The saved mask is
+        the segmenter's alpha either way; a value other than 0 is part of the record key, so
+        changing it remakes every image.
     little_background_above
         ``fg_fraction`` above which an image is flagged ``little_background``.
     workers
@@ -334,19 +466,21 @@ def make_variants(
     Returns
     -------
     pandas.DataFrame
-        The rows of ``variants.csv``: manifest columns, ``status``, ``error``, metrics,
-        ``segmenter`` and the parameter columns.
+        The rows of ``variants.csv``: manifest columns, ``status``, ``error``, metrics
+        (:data:`METRIC_COLUMNS`, see :func:`image_metrics`), ``segmenter`` and the parameter
+        columns.
     """
     source_root, out_dir = Path(source_root).resolve(), Path(out_dir)
     params = VariantParams(
-        segmenter,
-        threshold,
-        dilate,
-        inpaint,
-        inpaint_radius,
-        inpaint_max_side,
-        tuple(int(c) for c in fill),
-        little_background_above,
+        segmenter=segmenter,
+        threshold=threshold,
+        dilate=dilate,
+        inpaint=inpaint,
+        inpaint_radius=inpaint_radius,
+        inpaint_max_side=inpaint_max_side,
+        fill=tuple(int(c) for c in fill),
+        little_background_above=little_background_above,
+        alpha_floor=float(alpha_floor),
     )
     params.validate()
     if workers < 1:
@@ -361,7 +495,7 @@ def make_variants(
             source_root, layout=layout, exemplars=exemplars, csv_path=csv_path
         )
     spec = resolve_segmenter(segmenter)
-    key_fields = {"params": asdict(params), "model_sha256": spec.model_sha256}
+    key_fields = {"params": params.hashed(), "model_sha256": spec.model_sha256}
     if spec.precision:  # batched torch segmenters: bf16 and fp32 masks differ slightly
         key_fields["precision"] = spec.precision
     key = params_hash({**key_fields, "format": FORMAT_VERSION})
@@ -389,12 +523,19 @@ def make_variants(
     log.info(
         "variants of %d images with %s (%d workers) -> %s", len(tasks), spec.spec, workers, out_dir
     )
-    skipped = 0
+    skipped = refreshed = 0
     for record in _run_tasks(tasks, spec, workers, scheduler, batch_size):
         records[record["image_id"]] = record
         skipped += bool(record.get("skipped"))
+        refreshed += bool(record.get("metrics_refreshed"))
     if skipped:
         log.info("%d images were already done with the same inputs and parameters", skipped)
+    if refreshed:
+        log.info(
+            "%d of them were made by an earlier version: their metrics were computed from "
+            "their saved images",
+            refreshed,
+        )
 
     table = _variants_table(manifest, records, params, spec, key)
     with atomic_path(out_dir / "variants.csv") as tmp:
@@ -434,8 +575,8 @@ def _variants_table(
     table["error"] = [r.get("error", "") for r in rows]
     for column in METRIC_COLUMNS:
         table[column] = [r.get(column, pd.NA) for r in rows]
-    table["fg_fraction"] = pd.to_numeric(table["fg_fraction"]).astype("Float64")
-    table["mask_confidence"] = pd.to_numeric(table["mask_confidence"]).astype("Float64")
+    for column in FLOAT_METRICS:
+        table[column] = pd.to_numeric(table[column]).astype("Float64")
     table["little_background"] = table["little_background"].astype("boolean")
     table["segmenter"] = spec.spec
     for column, value in params.columns().items():

@@ -176,3 +176,33 @@ def encoding_ceiling(test: Any, cfg: AnalysesConfig, participant: str) -> pd.Dat
         ],
         ignore_index=True,
     )
+
+
+def authors_noise_ceiling(test: Any, participant: str) -> pd.DataFrame:
+    """The THINGS-MEG authors' noise ceiling (percent, channel mean) per time.
+
+    ``MEG/step2c_data_quality-noiseceiling.py`` (ViCCo-Group/THINGS-data): responses
+    z-scored over the test images within each repetition, ``NC = 100 ncsnr^2 /
+    (ncsnr^2 + 1/n)`` with ``n`` the repetitions (:mod:`figureground.neural.reliability`).
+    ``value`` is the channel mean; ``lower`` / ``upper`` the 5th / 95th percentile over
+    channels. Comparable with the authors' figure and with simulated data.
+    """
+    from figureground.neural.reliability import noise_ceiling
+
+    data = test.transpose("channel", "time", "repetition", "image").values
+    if test.sizes["repetition"] < 2 or test.sizes["image"] < 3:
+        raise DataError("the authors' noise ceiling needs >= 2 repetitions of >= 3 test images")
+    ceiling, _ = noise_ceiling(data)
+    return _ceiling_rows(
+        participant,
+        "meg",
+        "authors_nc_percent",
+        "image",
+        "kknc",
+        test["time"].values,
+        np.nanmean(ceiling, axis=0),
+        np.nanpercentile(ceiling, 5, axis=0),
+        np.nanpercentile(ceiling, 95, axis=0),
+        test.sizes["image"],
+        test.sizes["repetition"],
+    )

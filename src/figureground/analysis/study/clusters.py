@@ -59,7 +59,7 @@ def cluster_plan(
     """Which curves are tested: each against 0, and figure minus ground."""
     plan = []
     model = ["model", "weights", "layer"]
-    for group in _groups(rsa, [*model, "level", "stratum"]):
+    for group in _groups(rsa, [*model, "level", "view", "stratum"]):
         base = {"analysis": "rsa", **group}
         for condition, given in rsa[["condition", "given"]].drop_duplicates().to_numpy():
             name = f"{condition}|{given}" if given else condition
@@ -85,7 +85,7 @@ def cluster_plan(
                     {**group, "condition": GROUND, "given": FIGURE},
                 )
             )
-    whole = {"level": "image", "stratum": ALL_IMAGES}
+    whole = {"level": "image", "view": "flat", "stratum": ALL_IMAGES}
     for group in _groups(encoding, model):
         base = {"analysis": "encoding", **group, **whole}
         for condition in CONDITIONS:

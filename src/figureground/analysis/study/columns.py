@@ -2,7 +2,7 @@
 
 SEED_COLUMNS = ["participant", "image_id", "condition", "model", "weights", "layer", "distance"]
 RSA_COLUMNS = [
-    "participant", "model", "weights", "layer", "level", "stratum", "condition", "given",
+    "participant", "model", "weights", "layer", "level", "view", "stratum", "condition", "given",
     "time", "value", "ci_low", "ci_high", "p_perm", "p_perm_fwer", "metric", "method",
     "model_metric", "n_conditions",
 ]  # fmt: skip
@@ -18,7 +18,8 @@ CEILING_COLUMNS = [
     "upper", "n_images", "n_rdms",
 ]  # fmt: skip
 CLUSTER_COLUMNS = [
-    "analysis", "model", "weights", "layer", "level", "stratum", "curve", "tail", "cluster",
+    "analysis", "model", "weights", "layer", "level", "view", "stratum", "curve", "tail",
+    "cluster",
     "start", "stop", "p_value", "t_sum", "n_participants", "min_p_attainable", "significant",
 ]  # fmt: skip
 POOLED = "pooled"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ from figureground.analysis.study.columns import (
     RSA_COLUMNS,
 )
 from figureground.analysis.study.inputs import condition_features, held_first
+from figureground.analysis.verdict import Curves
 from figureground.config import AnalysesConfig, RsaConfig
 from figureground.errors import DataError, UsageError
 from figureground.scale.dask_run import SERIAL
@@ -138,6 +141,46 @@ def _rsa_statistic(
     return statistic
 
 
+def _bootstrap_distribution(
+    meg_rdms: np.ndarray,
+    model_rdms: np.ndarray,
+    n_conditions: int,
+    cfg: RsaConfig,
+    partial_pairs: Sequence[tuple[int, int]],
+    device: str | None,
+) -> np.ndarray:
+    """Bootstrap samples (n_boot, times, models + partial pairs) of the RSA curves.
+
+    Spearman and Pearson on the CPU re-weight pairs instead of re-sorting
+    (:func:`figureground.analysis.rsa_bootstrap.bootstrap_rsa`); cosine and torch devices go
+    through :func:`figureground.analysis.stats.bootstrap`. Both use the same draws.
+    """
+    from figureground.analysis.rsa_bootstrap import METHODS, bootstrap_draws, bootstrap_rsa
+    from figureground.analysis.stats import bootstrap
+
+    if device is None and cfg.method in METHODS:
+        draws = bootstrap_draws(n_conditions, cfg.n_boot, cfg.seed)
+        partials = [(target, [given]) for target, given in partial_pairs]
+        return bootstrap_rsa(meg_rdms, model_rdms, draws, cfg.method, partials)
+    n_times = meg_rdms.shape[0]
+    model_square = _square(np.asarray(model_rdms, dtype=np.float64), n_conditions)
+    step = max(1, BOOT_MEMORY_BYTES // (8 * n_conditions * n_conditions))
+    blocks = []
+    for start in range(0, n_times, step):
+        block = _square(np.asarray(meg_rdms[start : start + step]), n_conditions)
+        with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = bootstrap(
+                _rsa_statistic(block, model_square, cfg.method, partial_pairs, device),
+                n_conditions,
+                n_boot=cfg.n_boot,
+                ci=cfg.ci,
+                seed=cfg.seed,
+            )
+        blocks.append(result.distribution)
+    return np.concatenate(blocks, axis=1)
+
+
 def rsa_inference(
     meg_rdms: np.ndarray,
     model_rdms: np.ndarray,
@@ -167,11 +210,11 @@ def rsa_inference(
     -------
     dict with ``ci_low``, ``ci_high`` (times, models + partial pairs) and ``p_perm``,
     ``p_perm_fwer`` (times, models; NaN for partial curves and methods without a
-    permutation test). The bootstrap resamples images with the same draws at every time.
+    permutation test), and ``distribution`` (n_boot, times, models + partial pairs) when
+    ``n_boot`` > 0. The bootstrap resamples images with the same draws at every time.
     """
     from figureground.analysis.stats import (
         TIE_TOLERANCE,
-        bootstrap,
         check_rdms,
         null_correlations,
         permutation_draws,
@@ -186,21 +229,15 @@ def rsa_inference(
     out["p_perm"] = np.full((n_times, n_curves), np.nan)
     out["p_perm_fwer"] = np.full((n_times, n_curves), np.nan)
     if cfg.n_boot > 0:
-        model_square = _square(np.asarray(model_rdms, dtype=np.float64), n_conditions)
-        step = max(1, BOOT_MEMORY_BYTES // (8 * n_conditions * n_conditions))
-        for start in range(0, n_times, step):
-            block = _square(np.asarray(meg_rdms[start : start + step]), n_conditions)
-            with warnings.catch_warnings(), np.errstate(invalid="ignore"):
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN times: NaN bounds
-                result = bootstrap(
-                    _rsa_statistic(block, model_square, cfg.method, partial_pairs, device),
-                    n_conditions,
-                    n_boot=cfg.n_boot,
-                    ci=cfg.ci,
-                    seed=cfg.seed,
-                )
-            out["ci_low"][start : start + step] = result.lower
-            out["ci_high"][start : start + step] = result.upper
+        distribution = _bootstrap_distribution(
+            meg_rdms, model_rdms, n_conditions, cfg, partial_pairs, device
+        )
+        tail = (1 - cfg.ci) / 2 * 100
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN times: NaN bounds
+            out["ci_low"] = np.nanpercentile(distribution, tail, axis=0)
+            out["ci_high"] = np.nanpercentile(distribution, 100 - tail, axis=0)
+        out["distribution"] = distribution
     permutation_method = PERMUTATION_METHOD[cfg.method]
     if cfg.n_permutations > 0 and permutation_method is not None:
         check_rdms(meg_rdms, model_rdms[0])
@@ -238,19 +275,30 @@ def rsa_device(backend: str) -> tuple[str, str | None]:
     return "torch", "cpu"
 
 
-def rsa_one(
+@dataclass(frozen=True)
+class RsaRun:
+    """One participant's RSA at one level: the tidy table, MEG RDMs, labels and curves."""
+
+    table: pd.DataFrame
+    meg_rdms: np.ndarray
+    labels: list[str]
+    curves: Curves | None  # None without bootstrap samples (n_boot = 0)
+
+
+def rsa_curves(
     meg: Any,
     features: Mapping[str, Any],
     level: str,
     cfg: RsaConfig,
     image_ids: Sequence[str] | None = None,
     scheduler: Any = SERIAL,
-) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+) -> RsaRun:
     """RSA curves of one participant at one level, with intervals and p-values.
 
-    Returns the tidy table (:data:`RSA_COLUMNS` less model/weights/stratum), the MEG RDMs
-    (times, pairs) and the labels of their rows (image ids or concepts). ``scheduler`` runs
-    the permutation tests.
+    Returns the tidy table (:data:`RSA_COLUMNS` less model/weights/stratum/view), the MEG
+    RDMs (times, pairs), the labels of their rows (image ids or concepts) and the curves
+    with their bootstrap distribution for the verdict. ``scheduler`` runs the permutation
+    tests.
     """
     import xarray as xr
 
@@ -310,6 +358,7 @@ def rsa_one(
     inference = rsa_inference(
         meg_rdms, model_rdms, len(labels), cfg, partial_pairs, scheduler, device
     )
+    distribution = inference.pop("distribution", None)
     curves = [(c, "") for c in conditions] + [
         (conditions[a], conditions[b]) for a, b in partial_pairs
     ]
@@ -323,11 +372,84 @@ def rsa_one(
         }
     )
     table = table.merge(extra, on=["condition", "given", "time"], how="left", validate="1:1")
-    return table, meg_rdms, labels
+    found = None
+    if distribution is not None:
+        names = tuple(f"{c}|{g}" if g else c for c, g in curves)
+        estimate = np.stack(
+            [
+                table[(table["condition"] == c) & (table["given"] == g)]
+                .sort_values("time")["value"]
+                .to_numpy(dtype=np.float64)
+                for c, g in curves
+            ],
+            axis=1,
+        )
+        found = Curves(times, names, estimate, distribution, tuple(labels))
+    return RsaRun(table, meg_rdms, labels, found)
+
+
+def rsa_one(
+    meg: Any,
+    features: Mapping[str, Any],
+    level: str,
+    cfg: RsaConfig,
+    image_ids: Sequence[str] | None = None,
+    scheduler: Any = SERIAL,
+) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """:func:`rsa_curves` without the bootstrap distribution: (table, MEG RDMs, labels)."""
+    run = rsa_curves(meg, features, level, cfg, image_ids, scheduler)
+    return run.table, run.meg_rdms, run.labels
 
 
 def _describe(info: Mapping[str, Any], layer: str) -> dict[str, str]:
     return {"model": str(info["model"]), "weights": str(info["weights"]), "layer": layer}
+
+
+RunKey = tuple[int, str, str, str]  # (store index, layer, view, level)
+
+
+@dataclass
+class RsaStudy:
+    """Every participant's RSA of a study: the table, MEG RDMs and the verdict's curves."""
+
+    table: pd.DataFrame
+    meg_rdms: dict[tuple[str, str], dict[str, tuple[list[str], np.ndarray]]]
+    curves: dict[RunKey, dict[str, Curves]] = field(default_factory=dict)
+    descriptors: dict[RunKey, dict[str, str]] = field(default_factory=dict)
+    skipped_views: dict[str, str] = field(default_factory=dict)
+
+
+def viewed_features(
+    features: Mapping[str, Any], view: str, masks: np.ndarray | None
+) -> dict[str, Any]:
+    """Each condition's features as (image, feature) DataArrays in ``view``."""
+    import xarray as xr
+
+    from figureground.analysis.views import view_values
+
+    values = view_values({c: a.values for c, a in features.items()}, view, masks)
+    out = {}
+    for condition, array in features.items():
+        coords: dict[str, Any] = {"image": array["image"].values}
+        if "concept" in array.coords:
+            coords["concept"] = ("image", array["concept"].values)
+        out[condition] = xr.DataArray(
+            values[condition], dims=("image", "feature"), coords=coords, attrs=array.attrs
+        )
+    return out
+
+
+def _region_masks(
+    view: str, features: Mapping[str, Any], info: Mapping[str, Any], mask_grids: Any
+) -> np.ndarray | None:
+    if view != "region":
+        return None
+    array = next(iter(features.values()))
+    grid = tuple(array.shape[2:4]) if array.ndim >= 4 else (1, 1)
+    ids = [str(i) for i in array["image"].values]
+    from figureground.features.store import read_root_attrs
+
+    return mask_grids.on_grid(read_root_attrs(Path(info["store"])), ids, grid)
 
 
 def rsa_results(
@@ -336,49 +458,75 @@ def rsa_results(
     stores: Sequence[Mapping[str, Any]],
     strata: Mapping[str, Sequence[str]],
     scheduler: Any = SERIAL,
-) -> tuple[pd.DataFrame, dict[tuple[str, str], dict[str, tuple[list[str], np.ndarray]]]]:
-    """RSA for every model, layer, participant, level and stratum.
+    mask_grids: Any = None,
+) -> RsaStudy:
+    """RSA for every model, layer, view, participant, level and stratum.
 
     ``strata`` maps a stratum name to its image ids (image level only); ``all`` uses every
-    image at every level. Also returns the MEG RDMs per (level, stratum) and participant
-    (labels, rdms) for the noise ceiling across participants. Participants are the outer
-    loop, so lazily read recordings are read once each (features are re-read from their
-    store per participant instead); rows come out ordered by model, layer, participant.
-    ``scheduler`` runs the permutation tests (serial, or a Dask address or client).
+    image at every level. ``cfg.views`` are the views of each layer
+    (:mod:`figureground.analysis.views`); ``region`` needs ``mask_grids``
+    (:class:`figureground.analysis.study.masks.MaskGrids`) and is skipped, with a reason in
+    ``skipped_views``, without them. Also returns the MEG RDMs per (level, stratum) and
+    participant (labels, rdms) for the noise ceiling across participants, and the curves
+    with their bootstrap distributions (stratum ``all``) for the verdict. Participants are
+    the outer loop, so lazily read recordings are read once each; rows come out ordered by
+    model, layer, view, participant. ``scheduler`` runs the permutation tests.
     """
-    tables: dict[tuple[int, int, int, int], pd.DataFrame] = {}
-    meg_rdms: dict[tuple[str, str], dict[str, tuple[list[str], np.ndarray]]] = {}
+    tables: dict[tuple[int, int, int, int, int], pd.DataFrame] = {}
+    study = RsaStudy(pd.DataFrame(columns=RSA_COLUMNS), {})
     runs = [(level, ALL_IMAGES, None) for level in cfg.rsa.levels]
     runs += [("image", name, ids) for name, ids in strata.items()]
+    views = list(cfg.views)
     participants = list(meg)
     for participant in held_first(meg):
         responses = meg[participant]
+        p_index = participants.index(participant)
         for s_index, info in enumerate(stores):
             for l_index, layer in enumerate(info["layers"]):
                 features = condition_features(info, layer)
-                for r_index, (level, stratum, ids) in enumerate(runs):
-                    log.info(
-                        "RSA: %s %s %s, %s level, %s",
-                        participant,
-                        info["key"],
-                        layer,
-                        level,
-                        stratum,
-                    )
-                    table, rdms, labels = rsa_one(
-                        responses, features, level, cfg.rsa, ids, scheduler=scheduler
-                    )
-                    table = table.assign(
-                        participant=participant, stratum=stratum, **_describe(info, layer)
-                    )
-                    key = (s_index, l_index, participants.index(participant), r_index)
-                    tables[key] = table[RSA_COLUMNS]
-                    meg_rdms.setdefault((level, stratum), {})[participant] = (labels, rdms)
-    meg_rdms = {
+                for v_index, view in enumerate(views):
+                    if view == "region" and mask_grids is None:
+                        study.skipped_views[view] = "no object masks (variants/mask) to read"
+                        continue
+                    try:
+                        masks = _region_masks(view, features, info, mask_grids)
+                    except DataError as exc:
+                        study.skipped_views[view] = str(exc)
+                        continue
+                    viewed = viewed_features(features, view, masks)
+                    for r_index, (level, stratum, ids) in enumerate(runs):
+                        log.info(
+                            "RSA: %s %s %s (%s view), %s level, %s",
+                            participant, info["key"], layer, view, level, stratum,
+                        )  # fmt: skip
+                        run = rsa_curves(
+                            responses, viewed, level, cfg.rsa, ids, scheduler=scheduler
+                        )
+                        described = {**_describe(info, layer), "level": level, "view": view}
+                        table = run.table.assign(
+                            participant=participant, stratum=stratum, **described
+                        )
+                        tables[(s_index, l_index, v_index, p_index, r_index)] = table[RSA_COLUMNS]
+                        if v_index == 0 or (level, stratum) not in study.meg_rdms:
+                            study.meg_rdms.setdefault((level, stratum), {})[participant] = (
+                                run.labels,
+                                run.meg_rdms,
+                            )
+                        if stratum == ALL_IMAGES and run.curves is not None:
+                            key = (s_index, layer, view, level)
+                            study.curves.setdefault(key, {})[participant] = run.curves
+                            study.descriptors[key] = described
+    study.meg_rdms = {
         run: {p: per_person[p] for p in participants if p in per_person}
-        for run, per_person in meg_rdms.items()
+        for run, per_person in study.meg_rdms.items()
     }
-    return pd.concat([tables[k] for k in sorted(tables)], ignore_index=True), meg_rdms
+    study.curves = {
+        key: {p: per_person[p] for p in participants if p in per_person}
+        for key, per_person in study.curves.items()
+    }
+    if tables:
+        study.table = pd.concat([tables[k] for k in sorted(tables)], ignore_index=True)
+    return study
 
 
 def scaled(responses: Any) -> Any:

@@ -90,3 +90,68 @@ def seed_summary(table: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
         "summary": summary.to_dict(orient="records"),
         "paired_tests": tests.to_dict(orient="records"),
     }
+
+
+IDENTITY_COLUMNS = [
+    "participant", "model", "weights", "layer", "condition", "statistic", "p_perm", "n_images",
+]  # fmt: skip
+
+
+def identity_results(
+    cfg: AnalysesConfig, meg: Mapping[str, Any], feature_stores: Mapping[str, Mapping[str, Any]]
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The seed method's identity version for every participant, model and layer.
+
+    Images seen by the participant and stored in every condition; more than
+    ``identity_max_images`` are subsampled (seeded by ``analyses.seed.seed``). Returns the
+    per-condition table (:data:`IDENTITY_COLUMNS`) and the figure-vs-ground comparisons.
+    """
+    import numpy as np
+
+    from figureground.analysis.seed import select_window
+    from figureground.analysis.seed_identity import seed_identity
+    from figureground.features.store import open_features
+
+    sc = cfg.seed
+    tables, comparisons = [], []
+    for participant in meg:
+        responses = select_window(
+            meg[participant].transpose("image", "channel", "time"), sc.tmin, sc.tmax
+        )
+        for info in feature_stores.values():
+            groups = {c: open_features(info["store"], c) for c in CONDITIONS}
+            for layer in info["layers"]:
+                arrays = {c: g[layer] for c, g in groups.items()}
+                common = set(map(str, responses["image"].values))
+                for array in arrays.values():
+                    common &= set(map(str, array["image"].values))
+                ids = sorted(common)
+                if len(ids) < 3:
+                    raise DataError(f"{len(ids)} images have MEG and features; identity needs 3")
+                if len(ids) > sc.identity_max_images:
+                    rng = np.random.default_rng(sc.seed)
+                    ids = sorted(rng.choice(ids, sc.identity_max_images, replace=False))
+                embeddings = {
+                    c: a.assign_coords(image=[str(i) for i in a["image"].values])
+                    .sel(image=ids)
+                    .values
+                    for c, a in arrays.items()
+                }
+                table, comparison = seed_identity(
+                    responses.sel(image=ids).values,
+                    embeddings,
+                    n_permutations=sc.n_permutations,
+                    n_boot=sc.n_boot,
+                    seed=sc.seed,
+                )
+                described = {
+                    "participant": participant,
+                    "model": info["model"],
+                    "weights": info["weights"],
+                    "layer": layer,
+                }
+                tables.append(table.assign(**described))
+                if comparison:
+                    comparisons.append({**described, "n_images": len(ids), **comparison})
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return table.reindex(columns=IDENTITY_COLUMNS), comparisons

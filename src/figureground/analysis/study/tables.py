@@ -130,11 +130,13 @@ def _ground_truth(neural_files: Mapping[str, Mapping[str, Path | None]]) -> dict
         if truth.exists():
             data = json.loads(truth.read_text())
             params = data.get("params", data)
-            keep = ("fg_weight", "bg_weight", "snr", "seed", "participants", "layer")
+            keep = ("fg_weight", "bg_weight", "weights", "snr", "seed", "participants", "layer")
             return {
                 **{k: params[k] for k in keep if k in params},
+                "codes_source": data.get("codes_source", "network"),
                 "features": data.get("features"),
                 "snr_definition": data.get("snr_definition"),
+                "reliability": [p.get("reliability", {}) for p in data.get("participants", [])],
             }
     return None
 

@@ -1,39 +1,36 @@
-"""Validation on known answers: which figure/ground methods recover a planted order.
+"""Validation on known answers: the pipeline's verdict on brains it did not build itself.
 
-See ``docs/validation.md``. :func:`run_sweep` simulates brains that follow the figure, the
-ground or both equally, :func:`summarise` turns the per-dataset decisions into recovery,
-power and false-positive rates, :func:`plot_summary` draws them.
+See ``docs/validation.md``. :func:`run_sweep` simulates brains driven by the analysed
+network, another network and pixel descriptors of figure and ground (position-tolerant and
+position-specific), plus nulls without a figure/ground preference (no signal, figure and
+ground equally, the whole image, the image centre), and records the pipeline's verdict;
+:func:`summarise` gives power and false-positive rates with exact intervals;
+:func:`plot_summary` draws them.
 """
 
+from figureground.analysis.validation.brains import BRAINS, NULLS, Brain
 from figureground.analysis.validation.figure import plot_summary
-from figureground.analysis.validation.methods import (
-    METHODS,
-    Dataset,
-    MethodSettings,
-    decide,
-)
+from figureground.analysis.validation.pool import PoolSettings, build_pool
 from figureground.analysis.validation.sweep import (
-    CONDITIONS,
-    DATASET_COLUMNS,
+    DECISION_COLUMNS,
+    RULES,
     SweepSettings,
-    analyse_dataset,
+    decision,
     run_sweep,
     summarise,
 )
-from figureground.analysis.validation.synthetic import synthetic_features, write_feature_store
 
 __all__ = [
-    "CONDITIONS",
-    "DATASET_COLUMNS",
-    "METHODS",
-    "Dataset",
-    "MethodSettings",
+    "BRAINS",
+    "DECISION_COLUMNS",
+    "NULLS",
+    "RULES",
+    "Brain",
+    "PoolSettings",
     "SweepSettings",
-    "analyse_dataset",
-    "decide",
+    "build_pool",
+    "decision",
     "plot_summary",
     "run_sweep",
     "summarise",
-    "synthetic_features",
-    "write_feature_store",
 ]

@@ -1,4 +1,4 @@
-"""The validation figure: power and recovery against SNR per method, and false positives."""
+"""The validation figure: power on planted brains and false positives on the nulls."""
 
 from __future__ import annotations
 
@@ -9,60 +9,52 @@ import pandas as pd
 
 from figureground import fsutil
 
-_STYLES = {"fg_only": "-", "bg_only": "--"}
+
+def _bars(ax, table: pd.DataFrame, groups: list[str], series: list[tuple[str, str]], colours):
+    """Grouped bars of ``rate`` with exact intervals; ``series`` = (view, rule) pairs."""
+    width = 0.8 / max(1, len(series))
+    for k, (view, rule) in enumerate(series):
+        rows = table[(table["view"] == view) & (table["rule"] == rule)].set_index("brain")
+        rows = rows.reindex(groups)
+        x = np.arange(len(groups)) + (k - (len(series) - 1) / 2) * width
+        err = np.vstack([rows["rate"] - rows["ci_low"], rows["ci_high"] - rows["rate"]])
+        ax.bar(x, rows["rate"], width, yerr=err, capsize=2, color=colours[k],
+               label=f"{rule}, {view} view")  # fmt: skip
+    ax.set_xticks(np.arange(len(groups)), [g.replace("_", "\n") for g in groups], fontsize=7)
+    ax.set_ylim(0, 1.05)
 
 
 def plot_summary(summary: pd.DataFrame, out: str | Path, alpha: float = 0.05) -> Path:
-    """Write a two-panel PNG: power vs SNR (planted fg / bg) and FPR at equal weights.
+    """Write a two-panel PNG per SNR row: power (left) and false-positive rate (right).
 
-    Parameters
-    ----------
-    summary : table of :func:`figureground.analysis.validation.sweep.summarise`.
-    out : PNG path (written atomically).
-    alpha : the nominal level, drawn as a line on the FPR panel.
+    ``summary`` is :func:`figureground.analysis.validation.sweep.summarise`'s table.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = list(dict.fromkeys(summary["method"]))
-    colours = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(methods)}
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for method in methods:
-        for condition, style in _STYLES.items():
-            rows = summary[(summary["method"] == method) & (summary["condition"] == condition)]
-            if rows.empty:
-                continue
-            left.plot(
-                rows["snr"],
-                rows["power"],
-                style,
-                marker="o",
-                color=colours[method],
-                label=f"{method}, {condition.replace('_', '-')}",
-            )
-    left.set_xscale("log")
-    left.set_ylim(-0.03, 1.03)
-    left.set_xlabel("simulated SNR")
-    left.set_ylabel(f"power (planted order recovered, p < {alpha:.2g})")
-    left.set_title("fg-only (solid) and bg-only (dashed) brains")
-    left.legend(fontsize=7, loc="center right")
-    equal = summary[summary["condition"] == "equal"]
-    snrs = sorted(equal["snr"].unique())
-    width = 0.8 / max(1, len(methods))
-    for k, method in enumerate(methods):
-        rows = equal[equal["method"] == method].set_index("snr").reindex(snrs)
-        x = np.arange(len(snrs)) + (k - (len(methods) - 1) / 2) * width
-        err = np.vstack([rows["fpr"] - rows["rate_ci_low"], rows["rate_ci_high"] - rows["fpr"]])
-        right.bar(x, rows["fpr"], width, yerr=err, capsize=2, color=colours[method], label=method)
-    right.axhline(alpha, color="black", linestyle=":", label=f"nominal {alpha:.0%}")
-    right.set_xticks(np.arange(len(snrs)), [f"{s:g}" for s in snrs])
-    right.set_ylim(0, 1.03)
-    right.set_xlabel("simulated SNR")
-    right.set_ylabel("false-positive rate (95% CI)")
-    right.set_title("equal fg and bg weights")
-    right.legend(fontsize=7)
+    snrs = sorted(summary["snr"].unique())
+    views = list(dict.fromkeys(summary["view"]))
+    series = [(v, "verdict") for v in views] + [(views[0], "difference")]
+    colours = [plt.get_cmap("tab10")(i) for i in range(len(series))]
+    figure, axes = plt.subplots(
+        len(snrs), 2, figsize=(13, 3.6 * len(snrs)), squeeze=False, constrained_layout=True
+    )
+    for (left, right), snr in zip(axes, snrs, strict=True):
+        rows = summary[summary["snr"] == snr]
+        power = rows[rows["measure"] == "power"]
+        nulls = rows[rows["measure"] == "fpr"]
+        _bars(left, power, list(dict.fromkeys(power["brain"])), series, colours)
+        left.axhline(0.8, color="black", ls=":", lw=0.8)
+        left.set_ylabel("power (group verdict = planted)")
+        left.set_title(f"brains that follow the figure or the ground, SNR {snr:g}", fontsize=9)
+        _bars(right, nulls, list(dict.fromkeys(nulls["brain"])), series, colours)
+        right.axhline(alpha, color="black", ls=":", lw=0.8)
+        right.axhline(0.10, color="red", ls="--", lw=0.8)
+        right.set_ylabel("false-positive rate (95% CI)")
+        right.set_title(f"brains without a figure/ground preference, SNR {snr:g}", fontsize=9)
+    axes[0][0].legend(fontsize=7, loc="upper right")
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     with fsutil.atomic_path(path, suffix=".png") as tmp:

@@ -1,283 +1,268 @@
-"""The validation sweep: simulated brains with a known answer, every method's decision.
+"""The validation sweep: the pipeline's own verdict on brains with a known answer.
 
-Planted conditions (weights of the foreground and background signal in the simulator):
-``fg_only`` (1, 0), ``equal`` (1, 1) and ``bg_only`` (0, 1); each at several SNRs, with
-``replicates`` datasets of ``participants`` participants per cell. Every dataset is written
-by :func:`figureground.neural.simulate.simulate_meg` in the THINGS-MEG format, read back by
-:func:`figureground.neural.things_meg.load` (window ``tmin``..``tmax``, every ``decim``-th
-sample) and removed once analysed. The same replicate seed is used in every condition and SNR
-(common random numbers: the same noise, sensor patterns and, for synthetic features, the same
-embeddings), so differences between cells come from the planted weights alone.
+For each replicate ``r`` (seed ``seed + r``): draw ``concepts`` concepts of the pool (all
+their exemplars), reduce every code to its principal components over those images, simulate
+``participants`` participants of every brain of :data:`brains.BRAINS` in memory with the
+simulator's generative model (z-scored epochs; :func:`figureground.neural.simulate.
+simulate_responses`), and run the analysis the pipeline runs: RSA curves per view
+(:func:`figureground.analysis.study.rsa_results.rsa_curves`) and the verdict
+(:func:`figureground.analysis.verdict.verdict_tables`). Per dataset and view the decision of
+two rules is recorded: ``verdict`` (the pipeline's: figure minus ground significant and the
+winning variant beats the original image) and ``difference`` (figure minus ground alone),
+for the group and for each participant. The seed method's statistic is recorded too (mean
+over images of d(no foreground) - d(no background)).
 
-Features: a given store (fixed for every replicate) or, by default, a synthetic store drawn
-per replicate (:mod:`figureground.analysis.validation.synthetic`).
+Power is the share of datasets whose group decision equals the planted answer; the
+false-positive rate (nulls) the share with any figure or ground window; both with exact
+(Clopper-Pearson) 95% intervals.
 """
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from figureground import fsutil, logs
-from figureground.analysis.validation.methods import (
-    BG,
-    FG,
-    METHODS,
-    Dataset,
-    MethodSettings,
-    decide,
-)
+from figureground.analysis.validation.brains import BRAINS, Brain
+from figureground.analysis.validation.pool import CONDITIONS, Pool, PoolSettings, build_pool
 from figureground.errors import UsageError
 
 log = logs.get_logger(__name__)
 
-# condition -> (fg_weight, bg_weight, planted decision)
-CONDITIONS: dict[str, tuple[float, float, str]] = {
-    "fg_only": (1.0, 0.0, "fg"),
-    "equal": (1.0, 1.0, "equal"),
-    "bg_only": (0.0, 1.0, "bg"),
-}
-DATASET_COLUMNS = [
-    "method",
-    "condition",
-    "fg_weight",
-    "bg_weight",
-    "snr",
-    "replicate",
-    "seed",
-    "planted",
-    "effect",
-    "statistic",
-    "p_value",
-    "decision",
-    "correct",
-    "significant",
-    "alpha",
-    "features",
-]
+RULES = ("verdict", "difference")
+DECISION_COLUMNS = [
+    "brain", "source", "planted", "snr", "replicate", "seed", "view", "rule", "who",
+    "decision", "correct", "significant", "seed_effect", "n_images",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class SweepSettings:
-    """Everything that determines a sweep's results.
+    """Everything that determines a sweep's results (see the module docstring)."""
 
-    Parameters
-    ----------
-    snrs : simulator SNRs (single-trial signal / noise variance in the signal window).
-    replicates : simulated datasets per (condition, SNR).
-    participants : simulated participants per dataset.
-    seed : replicate ``r`` uses seed ``seed + r``.
-    n_images : images of the synthetic store (ignored with a given store).
-    layer : feature layer (the synthetic store names its one layer so).
-    sessions : sessions per participant (variance-partitioning folds follow them).
-    tmin, tmax, decim : analysis window (s) and decimation when loading.
-    norm_ratio : synthetic ``no_background`` embedding scale (see ``synthetic``).
-    conditions : planted conditions to run (keys of :data:`CONDITIONS`).
-    methods : decision rules to run (keys of ``methods.METHODS``).
-    """
-
-    snrs: tuple[float, ...] = (0.002, 0.005, 0.02, 0.1)
-    replicates: int = 10
+    snrs: tuple[float, ...] = (0.02, 0.05)
+    replicates: int = 20
+    null_replicates: int = 40
     participants: int = 4
+    concepts: int = 12
     seed: int = 0
-    n_images: int = 48
-    layer: str = "layer2"
-    sessions: int = 4
-    tmin: float = 0.05
+    brains: tuple[str, ...] = tuple(BRAINS)
+    views: tuple[str, ...] = ("region", "global", "flat")
+    n_boot: int = 100
+    alpha: float = 0.05
+    tmin: float = 0.0
     tmax: float = 0.6
-    decim: int = 2
-    norm_ratio: float = 1.25
-    conditions: tuple[str, ...] = tuple(CONDITIONS)
-    methods: tuple[str, ...] = tuple(METHODS)
-    analysis: MethodSettings = field(default_factory=MethodSettings)
+    decim: int = 4
+    components: int = 4
+    pool: PoolSettings = field(default_factory=PoolSettings)
 
     def check(self) -> None:
-        """Raise a one-line UsageError for an out-of-range setting."""
-        unknown = [c for c in self.conditions if c not in CONDITIONS]
-        unknown += [m for m in self.methods if m not in METHODS]
+        """One-line UsageError for an out-of-range setting."""
+        unknown = [b for b in self.brains if b not in BRAINS]
         if unknown:
-            raise UsageError(
-                f"unknown condition/method {unknown}; conditions are {list(CONDITIONS)}, "
-                f"methods {list(METHODS)}"
-            )
+            raise UsageError(f"unknown brains {unknown}; expected some of {list(BRAINS)}")
         checks = {
             "snrs": len(self.snrs) > 0 and all(s >= 0 for s in self.snrs),
             "replicates": self.replicates >= 1,
-            "participants": self.participants >= 2,
-            "n_images": self.n_images >= 12,
-            "sessions": self.sessions >= 2,
-            "decim": self.decim >= 1,
-            "tmax": self.tmax > self.tmin,
+            "null_replicates": self.null_replicates >= 1,
+            "participants": self.participants >= 1,
+            "concepts": 3 <= self.concepts <= self.pool.concepts,
+            "n_boot": self.n_boot >= 20,
+            "views": len(self.views) >= 1,
         }
         for name, ok in checks.items():
             if not ok:
                 raise UsageError(f"{name}={getattr(self, name)!r} is out of range")
 
 
-def _open(store: Path, variant: str, layer: str):
+def _subset(pool: Pool, settings: SweepSettings, replicate: int) -> np.ndarray:
+    """Rows of the pool images of the replicate's concepts (sorted by image id)."""
+    rng = np.random.default_rng([settings.seed, 101, replicate])
+    concepts = sorted(set(pool.concepts))
+    chosen = set(rng.choice(concepts, settings.concepts, replace=False))
+    rows = [i for i, c in enumerate(pool.concepts) if c in chosen]
+    return np.array(sorted(rows, key=lambda i: pool.image_ids[i]))
+
+
+def _codes(pool: Pool, rows: np.ndarray, source: str, settings: SweepSettings, cache: dict):
+    """The replicate's codes of one source (principal components over its images)."""
+    from figureground.neural.codes import ImageCodes, pca_scores, standardised_scores
+
+    if source in cache:
+        return cache[source]
+    ids = tuple(pool.image_ids[i] for i in rows)
+    concepts = tuple(pool.concepts[i] for i in rows)
+    scores, explained = {}, {}
+    if source == "pixels":
+        for region, values in pool.descriptors.items():
+            scores[region], explained[region] = standardised_scores(
+                values[rows], settings.components
+            )
+    else:
+        import xarray as xr
+
+        rng = np.random.default_rng(settings.seed)
+        for name, condition in (("figure", "no_background"), ("ground", "no_foreground")):
+            if source == "analysed":
+                values = pool.maps[condition][rows]
+            else:
+                from figureground.features.store import open_features
+
+                array = open_features(pool.other_store, condition)[pool.settings.other_layer]
+                array = array.assign_coords(image=[str(i) for i in array["image"].values])
+                values = np.asarray(array.sel(image=list(ids)).values)
+            raw, ratio = pca_scores(
+                xr.DataArray(values.reshape(len(rows), -1), dims=("image", "feature")),
+                settings.components,
+                rng,
+            )
+            spread = raw.std(axis=0)
+            scores[name], explained[name] = raw / np.where(spread > 0, spread, 1.0), ratio
+    cache[source] = ImageCodes(ids, concepts, scores, explained, f"validation:{source}")
+    return cache[source]
+
+
+def _features(pool: Pool, rows: np.ndarray) -> dict:
     import xarray as xr
 
-    return xr.open_zarr(store, group=variant, consolidated=False)[layer].load()
-
-
-def _load_participants(folder: Path, settings: SweepSettings) -> dict:
-    from figureground.neural import things_meg
-
+    ids = [pool.image_ids[i] for i in rows]
+    concepts = [pool.concepts[i] for i in rows]
     return {
-        f"P{n}": things_meg.load(
-            folder / f"preprocessed_P{n}-epo.fif",
-            folder / f"sample_attributes_P{n}.csv",
-            tmin=settings.tmin,
-            tmax=settings.tmax,
-            decim=settings.decim,
+        condition: xr.DataArray(
+            pool.maps[condition][rows],
+            dims=("image", "channel", "y", "x"),
+            coords={"image": ids, "concept": ("image", concepts)},
+            attrs=dict(pool.attrs),
         )
-        for n in range(1, settings.participants + 1)
+        for condition in CONDITIONS
     }
 
 
-def analyse_dataset(data: Dataset, settings: SweepSettings) -> list[dict]:
-    """Effect, statistic, p-value and decision of every method on one dataset."""
-    rows = []
-    for name in settings.methods:
-        result = METHODS[name](data, settings.analysis)
-        rows.append(
-            {
-                "method": name,
-                **result,
-                "decision": decide(result["effect"], result["p_value"], settings.analysis.alpha),
-            }
-        )
-    return rows
+def decision(rows: pd.DataFrame) -> str:
+    """figure / ground / mixed / none / untestable from verdict rows of one contrast."""
+    directions = set(rows["direction"])
+    if not directions or directions == {"untestable"}:
+        return "untestable"
+    figure, ground = "figure" in directions, "ground" in directions
+    return "mixed" if figure and ground else "figure" if figure else "ground" if ground else "none"
 
 
-def _dataset_rows(
-    store: Path, work: Path, condition: str, snr: float, replicate: int, settings: SweepSettings
+def _seed_effect(pool: Pool, rows: np.ndarray, meg: dict) -> float:
+    """The seed method on the analysed layer: mean of d(no foreground) - d(no background)."""
+    from figureground.analysis.seed import seed_distance
+
+    effects = []
+    for responses in meg.values():
+        values = responses.values
+        fg = seed_distance(values, pool.maps["no_background"][rows], batched=True)
+        bg = seed_distance(values, pool.maps["no_foreground"][rows], batched=True)
+        effects.append(float(np.mean(bg - fg)))
+    return float(np.mean(effects))
+
+
+def analyse(
+    pool: Pool, rows: np.ndarray, meg: dict, settings: SweepSettings
+) -> list[dict[str, object]]:
+    """Decisions of every rule, view and participant (and the group) on one dataset."""
+    from figureground.analysis.study.rsa_results import rsa_curves, viewed_features
+    from figureground.analysis.verdict import VerdictSettings, verdict_tables
+    from figureground.config import RsaConfig
+
+    rsa = RsaConfig(levels=("image",), n_boot=settings.n_boot, n_permutations=0, partial=True)
+    verdict_settings = VerdictSettings(alpha=settings.alpha, tmin=settings.tmin,
+                                       tmax=settings.tmax, min_conditions=10)  # fmt: skip
+    features = _features(pool, rows)
+    out = []
+    for view in settings.views:
+        masks = pool.masks[rows] if view == "region" else None
+        viewed = viewed_features(features, view, masks)
+        curves = {p: rsa_curves(m, viewed, "image", rsa).curves for p, m in meg.items()}
+        verdict, _ = verdict_tables(curves, {"view": view}, verdict_settings)
+        for rule in RULES:
+            chosen = verdict[verdict["contrast"] == rule]
+            for who, own in chosen.groupby("participant"):
+                out.append({"view": view, "rule": rule, "who": str(who), "decision": decision(own)})
+    return out
+
+
+def _dataset(
+    pool: Pool, brain: Brain, snr: float, replicate: int, settings: SweepSettings, cache: dict
 ) -> pd.DataFrame:
-    from figureground.neural.simulate import simulate_meg
+    from figureground.neural.simulate import BrainParams, simulate_responses
 
-    fg_weight, bg_weight, planted = CONDITIONS[condition]
+    rows = cache.setdefault("rows", _subset(pool, settings, replicate))
+    codes = _codes(pool, rows, brain.source, settings, cache)
     seed = settings.seed + replicate
-    folder = work / f"{condition}_snr{snr:g}_r{replicate}"
-    simulate_meg(
-        store,
-        folder,
-        fg_weight,
-        bg_weight,
-        snr,
-        seed,
-        participants=settings.participants,
-        layer=settings.layer,
-        test_images=0,
-        test_reps=settings.sessions,
-    )
-    try:
-        data = Dataset(
-            _load_participants(folder, settings),
-            _open(store, FG, settings.layer),
-            _open(store, BG, settings.layer),
-        )
-        rows = analyse_dataset(data, settings)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    table = pd.DataFrame(rows)
+    params = BrainParams(brain.weights, snr, seed, settings.participants, settings.components)
+    meg = simulate_responses(codes, params, tmin=-0.1, tmax=settings.tmax, decim=settings.decim)
+    seed_effect = _seed_effect(pool, rows, meg)
+    table = pd.DataFrame(analyse(pool, rows, meg, settings))
     table = table.assign(
-        condition=condition,
-        fg_weight=fg_weight,
-        bg_weight=bg_weight,
+        brain=brain.name,
+        source=brain.source,
+        planted=brain.planted,
         snr=float(snr),
         replicate=replicate,
         seed=seed,
-        planted=planted,
-        alpha=settings.analysis.alpha,
+        seed_effect=seed_effect,
+        n_images=len(rows),
     )
-    table["correct"] = table["decision"] == planted
-    table["significant"] = table["decision"] != "equal"
-    return table
-
-
-def _replicate_store(
-    features: Path | None, work: Path, replicate: int, settings: SweepSettings
-) -> Path:
-    """The given store, or a synthetic one drawn with the replicate's seed."""
-    if features is not None:
-        return features
-    from figureground.analysis.validation.synthetic import synthetic_features, write_feature_store
-
-    store = work / f"features_r{replicate}.zarr"
-    if not store.exists():
-        arrays = synthetic_features(
-            settings.n_images, seed=settings.seed + replicate, norm_ratio=settings.norm_ratio
-        )
-        write_feature_store(arrays, store, settings.layer, seed=settings.seed + replicate)
-    return store
+    table["significant"] = table["decision"].isin(["figure", "ground", "mixed"])
+    table["correct"] = table["decision"] == table["planted"]
+    return table[DECISION_COLUMNS]
 
 
 def run_sweep(
     settings: SweepSettings = SweepSettings(),
-    features: str | Path | None = None,
+    pool_dir: str | Path | None = None,
     parts_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Run every (condition, SNR, replicate) dataset and every method; one row per decision.
+    """Every (brain, SNR, replicate) dataset; one row per view, rule and participant/group.
 
-    Parameters
-    ----------
-    settings : the sweep (see :class:`SweepSettings`).
-    features : feature store with ``no_background`` and ``no_foreground`` groups holding
-        ``settings.layer``; None draws a synthetic store per replicate.
-    parts_dir : folder for finished datasets' rows (one CSV each, keyed by a hash of the
-        settings); a rerun skips them, so an interrupted sweep resumes. None: no caching.
-
-    Returns
-    -------
-    DataFrame with :data:`DATASET_COLUMNS`.
+    ``pool_dir`` keeps the stimulus pool (built when missing); ``parts_dir`` keeps each
+    finished dataset's rows, keyed by the settings, so an interrupted sweep resumes.
     """
     settings.check()
-    store = None if features is None else Path(features)
-    if store is not None and not store.exists():
-        raise UsageError(f"feature store {store} not found")
-    label = "synthetic" if store is None else str(store.resolve())
-    key_base = {**asdict(settings), "features": label}
-    parts = None if parts_dir is None else Path(parts_dir)
+    pool = build_pool(pool_dir or Path(tempfile.mkdtemp(prefix="fg-pool-")), settings.pool)
+    parts = Path(parts_dir) if parts_dir is not None else None
     if parts is not None:
         parts.mkdir(parents=True, exist_ok=True)
+    base_key = asdict(settings)
+    longest = max(settings.replicates, settings.null_replicates)
     cells = [
-        (r, c, s)
-        for r in range(settings.replicates)
-        for c in settings.conditions
-        for s in settings.snrs
+        (r, name, snr)
+        for r in range(longest)
+        for name in settings.brains
+        for snr in settings.snrs
+        if r < (settings.null_replicates if BRAINS[name].planted == "none" else settings.replicates)
     ]
     tables = []
-    work = Path(tempfile.mkdtemp(prefix="figureground-validate-"))
-    try:
-        for replicate, condition, snr in logs.progress(cells, len(cells), "validation datasets"):
-            key = fsutil.params_hash({**key_base, "cell": [replicate, condition, snr]})
-            cached = (
-                None if parts is None else parts / f"{condition}_snr{snr:g}_r{replicate}_{key}.csv"
-            )
-            if cached is not None and cached.is_file():
-                tables.append(pd.read_csv(cached))
-                continue
-            replicate_store = _replicate_store(store, work, replicate, settings)
-            table = _dataset_rows(replicate_store, work, condition, snr, replicate, settings)
-            table["features"] = label
-            table = table[DATASET_COLUMNS]
-            if cached is not None:
-                with fsutil.atomic_path(cached) as tmp:
-                    table.to_csv(tmp, index=False)
-            log.debug("%s snr=%g replicate %d done", condition, snr, replicate)
-            tables.append(table)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    result = pd.concat(tables, ignore_index=True)[DATASET_COLUMNS]
-    return result.sort_values(["method", "condition", "snr", "replicate"], ignore_index=True)
+    caches: dict[int, dict] = {}
+    for replicate, name, snr in logs.progress(cells, len(cells), "validation datasets"):
+        key = fsutil.params_hash({**base_key, "cell": [replicate, name, snr]})
+        cached = None if parts is None else parts / f"{name}_snr{snr:g}_r{replicate}_{key}.csv"
+        if cached is not None and cached.is_file():
+            tables.append(pd.read_csv(cached, keep_default_na=False))
+            continue
+        cache = caches.setdefault(replicate, {})
+        caches = {replicate: cache}  # one replicate's codes in memory at a time
+        table = _dataset(pool, BRAINS[name], snr, replicate, settings, cache)
+        if cached is not None:
+            with fsutil.atomic_path(cached) as tmp:
+                table.to_csv(tmp, index=False)
+        tables.append(table)
+    result = pd.concat(tables, ignore_index=True)[DECISION_COLUMNS]
+    return result.sort_values(
+        ["brain", "snr", "replicate", "view", "rule", "who"], ignore_index=True
+    )
 
 
-def _proportion_ci(k: int, n: int) -> tuple[float, float]:
+def proportion_ci(k: int, n: int) -> tuple[float, float]:
     """Exact (Clopper-Pearson) 95% interval of a proportion k / n."""
     from scipy.stats import binomtest
 
@@ -285,54 +270,47 @@ def _proportion_ci(k: int, n: int) -> tuple[float, float]:
     return float(interval.low), float(interval.high)
 
 
-def summarise(decisions: pd.DataFrame, methods: Sequence[str] | None = None) -> pd.DataFrame:
-    """Recovery, power and false-positive rate per method, condition and SNR.
-
-    ``recovery``: share of datasets whose decision equals the planted order. ``power``
-    (fg_only / bg_only): share significant in the planted direction (equals recovery there).
-    ``fpr`` (equal): share significant in either direction. ``wrong_direction``: share
-    significant against a planted direction. ``rate_ci_low`` / ``rate_ci_high``: exact 95%
-    interval of power (directional conditions) or of the FPR (equal).
-    """
-    order = list(methods) if methods is not None else list(dict.fromkeys(decisions["method"]))
+def summarise(decisions: pd.DataFrame, who: Sequence[str] = ("group",)) -> pd.DataFrame:
+    """Power (planted figure/ground) or false-positive rate (nulls) per brain, SNR, view and
+    rule, for the group (default) with exact 95% intervals."""
     rows = []
-    for (method, condition, snr), group in decisions.groupby(["method", "condition", "snr"]):
+    chosen = decisions[decisions["who"].astype(str).isin(list(who))]
+    keys = ["brain", "planted", "snr", "view", "rule"]
+    for (brain, planted, snr, view, rule), group in chosen.groupby(keys, sort=False):
         n = len(group)
-        planted = CONDITIONS[condition][2]
-        significant = int(group["significant"].sum())
-        correct = int(group["correct"].sum())
-        if planted == "equal":
-            power, fpr, wrong, k = float("nan"), significant / n, float("nan"), significant
+        if planted == "none":
+            k, measure = int(group["significant"].sum()), "fpr"
         else:
-            wrong_n = int((group["significant"] & ~group["correct"]).sum())
-            power, fpr, wrong, k = correct / n, float("nan"), wrong_n / n, correct
-        low, high = _proportion_ci(k, n)
+            k, measure = int((group["decision"] == planted).sum()), "power"
+        low, high = proportion_ci(k, n)
         rows.append(
             {
-                "method": method,
-                "condition": condition,
+                "brain": brain,
+                "planted": planted,
                 "snr": float(snr),
+                "view": view,
+                "rule": rule,
+                "measure": measure,
+                "rate": k / n,
+                "ci_low": low,
+                "ci_high": high,
                 "n_datasets": n,
-                "recovery": correct / n,
-                "power": power,
-                "fpr": fpr,
-                "wrong_direction": wrong,
-                "rate_ci_low": low,
-                "rate_ci_high": high,
-                "mean_effect": float(group["effect"].mean()),
+                "wrong_direction": int(
+                    group["decision"].isin({"figure": ["ground"], "ground": ["figure"]}
+                                           .get(planted, [])).sum()
+                ),
                 "decisions": ", ".join(
                     f"{d}:{c}" for d, c in group["decision"].value_counts().sort_index().items()
                 ),
             }
-        )
+        )  # fmt: skip
+    order = {name: i for i, name in enumerate(BRAINS)}
     table = pd.DataFrame(rows)
-    table["method"] = pd.Categorical(
-        table["method"], [m for m in order if m in set(table["method"])]
+    if table.empty:
+        return table
+    table["_order"] = table["brain"].map(order)
+    return (
+        table.sort_values(["_order", "snr", "view", "rule"])
+        .drop(columns="_order")
+        .reset_index(drop=True)
     )
-    table["condition"] = pd.Categorical(
-        table["condition"], [c for c in CONDITIONS if c in set(table["condition"])]
-    )
-    table = table.sort_values(["method", "condition", "snr"], ignore_index=True)
-    table["method"] = table["method"].astype(str)
-    table["condition"] = table["condition"].astype(str)
-    return table
