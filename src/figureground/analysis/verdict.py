@@ -139,20 +139,23 @@ def bootstrap_p(distribution: np.ndarray) -> np.ndarray:
         return (n - 1) / n * p + 1 / n
 
 
-def t_test_p(distribution: np.ndarray, dof: int) -> np.ndarray:
-    """rsatoolbox's t-test of each column (``t_tests``): mean / sd of the samples, ``dof``."""
+def t_test_p(distribution: np.ndarray, n: int) -> np.ndarray:
+    """rsatoolbox's t-test of each column (``t_tests``): the mean of the samples over their
+    standard deviation, the variance scaled by ``n / (n - 1)`` and ``n - 1`` degrees of
+    freedom, ``n`` the number of resampled units (rsatoolbox's ``extract_variances``)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.nanmean(distribution, axis=0)
-        sd = np.sqrt(np.maximum(np.nanvar(distribution, axis=0, ddof=1), np.finfo(float).eps))
-        return 2 * (1 - stats.t.cdf(np.abs(mean / sd), dof))
+        variance = np.nanvar(distribution, axis=0, ddof=1) * n / (n - 1)
+        sd = np.sqrt(np.maximum(variance, np.finfo(float).eps))
+        return 2 * (1 - stats.t.cdf(np.abs(mean / sd), n - 1))
 
 
-def test_contrast(
+def contrast_inference(
     estimate: np.ndarray,
     distribution: np.ndarray,
     tested: np.ndarray,
     ci: float,
-    dof: int,
+    n_units: int,
 ) -> ContrastTest:
     """Intervals, pointwise p-values and max-t family-wise p-values over ``tested`` times."""
     tail = (1 - ci) / 2 * 100
@@ -181,7 +184,7 @@ def test_contrast(
         high,
         se,
         bootstrap_p(distribution),
-        t_test_p(distribution, dof),
+        t_test_p(distribution, n_units),
         p_fwer,
         usable,
         ci,
@@ -201,19 +204,24 @@ def windows(significant: np.ndarray, sign: np.ndarray) -> list[tuple[int, int, i
 
 
 def group_curves(
-    per_participant: Mapping[str, Curves], n_boot: int, seed: int
+    per_participant: Mapping[str, Curves],
+    n_boot: int,
+    seed: int,
+    draws: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group estimate (T, C) and its bootstrap over participants and images (B, T, C).
 
     Sample ``b`` averages the sample-``b`` curves of participants drawn with replacement
-    (``default_rng(seed)``, one row of draws per sample), so participants and images are
-    resampled together. Returns (estimate, distribution, participant draws (B, P)).
+    (``default_rng(seed)``, one row of draws per sample, or the given ``draws`` (B, P)), so
+    participants and images are resampled together. Returns (estimate, distribution,
+    participant draws (B, P)).
     """
     people = list(per_participant.values())
     estimate = np.mean([c.estimate for c in people], axis=0)
     stacked = np.stack([c.distribution for c in people])  # (P, B, T, C)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(people), (n_boot, len(people)))
+    if draws is None:
+        rng = np.random.default_rng(seed)
+        draws = rng.integers(0, len(people), (n_boot, len(people)))
     samples = np.arange(n_boot)[:, None]
     distribution = stacked[draws, samples].mean(axis=1)
     return estimate, distribution, draws
@@ -380,7 +388,7 @@ def _why_untestable(n_conditions: int, n_boot: int, settings: VerdictSettings) -
     return ""
 
 
-def test_curves(
+def curves_inference(
     descriptors: Mapping[str, object],
     times: np.ndarray,
     estimate: np.ndarray,
@@ -388,7 +396,7 @@ def test_curves(
     names: Sequence[str],
     n_conditions: int,
     settings: VerdictSettings,
-    dof: int,
+    n_units: int,
 ) -> tuple[list[dict[str, object]], list[pd.DataFrame]]:
     """Verdict rows and per-time tables of every contrast of one set of curves."""
     curves = Curves(np.asarray(times), tuple(names), estimate, distribution)
@@ -400,7 +408,7 @@ def test_curves(
     for name, (weights, _, _) in CONTRASTS.items():
         found = curves.contrast(weights)
         if found is not None:
-            tests[name] = test_contrast(*found, tested, settings.ci, dof)
+            tests[name] = contrast_inference(*found, tested, settings.ci, n_units)
     rows: list[dict[str, object]] = []
     tables = []
     for name, test in tests.items():
@@ -426,7 +434,7 @@ def verdict_tables(
     tables: list[pd.DataFrame] = []
     for participant, curves in per_participant.items():
         n = len(curves.labels) or int(descriptors.get("n_conditions", 0))
-        found, courses = test_curves(
+        found, courses = curves_inference(
             {**descriptors, "participant": participant, "n_participants": 1, "n_conditions": n},
             curves.times,
             curves.estimate,
@@ -434,7 +442,7 @@ def verdict_tables(
             curves.names,
             n,
             settings,
-            dof=max(1, n - 1),
+            n_units=max(2, n),
         )
         rows += found
         tables += courses
@@ -457,7 +465,7 @@ def verdict_tables(
         estimate, distribution, _ = group_curves(
             per_participant, people[0].distribution.shape[0], settings.seed
         )
-        found, courses = test_curves(
+        found, courses = curves_inference(
             group,
             people[0].times,
             estimate,
@@ -465,7 +473,7 @@ def verdict_tables(
             people[0].names,
             n,
             settings,
-            dof=max(1, min(len(people), n) - 1),
+            n_units=max(2, min(len(people), n)),
         )
         rows += found
         tables += courses
@@ -481,3 +489,48 @@ def verdict_tables(
         if column not in timecourse:
             timecourse[column] = np.nan
     return verdict[VERDICT_COLUMNS], timecourse[TIMECOURSE_COLUMNS]
+
+
+ANY_VIEW = "any"
+SIGNIFICANT = frozenset({"figure", "ground", "original", "negative"})
+
+
+def combine_views(verdict: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Rows with view ``any``: each view's windows significant at ``alpha / k`` (Bonferroni
+    over the ``k`` views analysed), so that choosing the view after seeing the data costs
+    nothing. Keys without such a window get one row ``none`` (or ``untestable`` when every
+    view was) whose ``p_fwer`` is the smallest Bonferroni-adjusted value over views.
+    """
+    keys = ["participant", "model", "weights", "layer", "level", "contrast"]
+    views = list(dict.fromkeys(verdict["view"])) if not verdict.empty else []
+    k = max(1, len(views))
+    rows = []
+    for _, group in verdict.groupby(keys, sort=False, dropna=False):
+        hits = group[group["direction"].isin(SIGNIFICANT) & (group["p_fwer"] < alpha / k)]
+        if not hits.empty:
+            found = hits.assign(
+                note=[f"{v} view; significant at alpha/{k}" for v in hits["view"]],
+                p_fwer=np.minimum(1.0, hits["p_fwer"] * k),
+            )
+            rows.append(found.assign(view=ANY_VIEW))
+            continue
+        first = group.iloc[[0]].copy()
+        if group["direction"].eq("untestable").all():
+            rows.append(first.assign(view=ANY_VIEW))
+            continue
+        adjusted = np.minimum(1.0, group["p_fwer"].min() * k)
+        first = first.assign(
+            view=ANY_VIEW,
+            direction="none",
+            start=np.nan,
+            stop=np.nan,
+            estimate=np.nan,
+            ci_low=np.nan,
+            ci_high=np.nan,
+            p_fwer=adjusted,
+            note=f"no view significant at alpha/{k}",
+        )
+        rows.append(first)
+    if not rows:
+        return verdict.iloc[0:0]
+    return pd.concat(rows, ignore_index=True)[VERDICT_COLUMNS]

@@ -136,15 +136,28 @@ def _window_variance(
     return float(np.sum(cov * gram) / (patterns.shape[1] * window.sum()))
 
 
-def _noise(rng: np.random.Generator, chol: np.ndarray, n: int, n_times: int) -> np.ndarray:
-    """Unit-variance noise: spatially mixed by ``chol`` and smoothed in time (sigma 10 ms)."""
+def _noise(
+    rng: np.random.Generator,
+    chol: np.ndarray,
+    n: int,
+    n_times: int,
+    samples: np.ndarray | None = None,
+) -> np.ndarray:
+    """Unit-variance noise: smoothed in time (sigma 10 ms) and spatially mixed by ``chol``.
+
+    ``samples`` keeps only those time samples (mixing is linear, so mixing after the
+    selection gives the same values as mixing everything and selecting).
+    """
     from scipy.ndimage import convolve1d
 
     offsets = np.arange(-6, 7)
     kernel = np.exp(-0.5 * (offsets / 2.0) ** 2)
     kernel /= np.sqrt(np.sum(kernel**2))
     white = rng.standard_normal((n, chol.shape[0], n_times))
-    return convolve1d(np.matmul(chol, white), kernel, axis=-1, mode="wrap")
+    smooth = convolve1d(white, kernel, axis=-1, mode="wrap")
+    if samples is not None:
+        smooth = smooth[:, :, samples]
+    return np.matmul(chol, smooth)
 
 
 def zscore_baseline(data: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -173,19 +186,30 @@ class ParticipantBrain:
     truth: dict = field(default_factory=dict)
 
     def epochs(
-        self, rows: np.ndarray, rng: np.random.Generator, t: np.ndarray, window: np.ndarray
+        self,
+        rows: np.ndarray,
+        rng: np.random.Generator,
+        t: np.ndarray,
+        window: np.ndarray,
+        samples: np.ndarray | None = None,
     ) -> tuple[np.ndarray, float]:
         """Z-scored epochs (len(rows), channel, time) of images ``rows`` (-1: no image), and
-        the noise variance summed over the signal window (for the measured noise level)."""
-        noise = _noise(rng, self.noise_chol, len(rows), len(t))
-        noise_sum = float(np.sum(noise[:, :, window] ** 2))
-        data = noise + self.evoked
+        the noise variance summed over the signal window (for the measured noise level).
+
+        ``samples``: compute only these time samples (they must include the baseline).
+        """
+        noise = _noise(rng, self.noise_chol, len(rows), len(t), samples)
+        times_kept = t if samples is None else t[samples]
+        in_window = window if samples is None else window[samples]
+        noise_sum = float(np.sum(noise[:, :, in_window] ** 2))
+        data = noise + (self.evoked if samples is None else self.evoked[:, samples])
         real = rows >= 0
         if real.any() and self.scores.size:
+            profiles = self.profiles if samples is None else self.profiles[:, samples]
             data[real] += np.einsum(
-                "nc,ck,ct->nkt", self.scores[rows[real]], self.patterns, self.profiles
+                "nc,ck,ct->nkt", self.scores[rows[real]], self.patterns, profiles
             )
-        return zscore_baseline(data, t), noise_sum
+        return zscore_baseline(data, times_kept), noise_sum
 
 
 def draw_brain(
@@ -256,15 +280,18 @@ def simulate_responses(
     t = times()
     window = (t >= SIGNAL_WINDOW[0]) & (t <= SIGNAL_WINDOW[1])
     keep = select_times(t, tmin, tmax, decim)
+    # the baseline samples (for the z-scoring) and the kept ones; nothing else is computed
+    samples = np.union1d(np.flatnonzero(t <= BASELINE[1] + 1e-9), keep)
+    position = np.searchsorted(samples, keep)
     names = things_meg_channel_names()
     order = np.argsort(np.asarray(codes.image_ids))
     out = {}
     for number, sequence in enumerate(_participant_seeds(params), start=1):
         rng = np.random.default_rng(sequence)
         brain = draw_brain(codes, params, rng, t)
-        data, _ = brain.epochs(order, rng, t, window)
+        data, _ = brain.epochs(order, rng, t, window, samples)
         out[f"P{number}"] = xr.DataArray(
-            data[:, :, keep].astype(np.float32),
+            data[:, :, position].astype(np.float32),
             dims=("image", "channel", "time"),
             coords={
                 "image": np.asarray(codes.image_ids)[order],

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from figureground.analysis.verdict import GROUP, VERDICT
+from figureground.analysis.verdict import ANY_VIEW, GROUP, VERDICT
 from figureground.report.figures import CONDITION_COLOURS
 
 DIRECTION_COLOURS = {
@@ -71,7 +71,7 @@ def fig_verdict(timecourse: pd.DataFrame, verdict: pd.DataFrame) -> Figure:
     groups = (
         verdict[ROW_KEYS].drop_duplicates().to_dict(orient="records") if not verdict.empty else []
     )
-    views = list(dict.fromkeys(verdict["view"])) if not verdict.empty else []
+    views = [v for v in dict.fromkeys(verdict["view"]) if v != ANY_VIEW] if len(verdict) else []
     n_rows, n_cols = max(len(groups), 1), max(len(views), 1)
     fig, axes = plt.subplots(
         n_rows, n_cols, figsize=(3.4 * n_cols, 2.5 * n_rows), squeeze=False, sharex=True

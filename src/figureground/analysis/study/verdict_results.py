@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 
 from figureground.analysis.verdict import (
+    ANY_VIEW,
     GROUP,
     TIMECOURSE_COLUMNS,
     VERDICT,
     VERDICT_COLUMNS,
     VerdictSettings,
+    combine_views,
     verdict_tables,
 )
 from figureground.analysis.views import POSITION_TOLERANT
@@ -46,13 +48,19 @@ def verdict_results(cfg: AnalysesConfig, study: Any) -> tuple[pd.DataFrame, pd.D
         courses.append(course)
     if not verdicts:
         return pd.DataFrame(columns=VERDICT_COLUMNS), pd.DataFrame(columns=TIMECOURSE_COLUMNS)
-    return pd.concat(verdicts, ignore_index=True), pd.concat(courses, ignore_index=True)
+    verdict = pd.concat(verdicts, ignore_index=True)
+    if verdict["view"].nunique() > 1:
+        verdict = pd.concat([verdict, combine_views(verdict, settings.alpha)], ignore_index=True)
+    return verdict, pd.concat(courses, ignore_index=True)
 
 
 def headline_view(cfg: AnalysesConfig, analysed: Sequence[str]) -> str | None:
-    """The view of the headline: the configured one, else the first position-tolerant one."""
+    """The view of the headline: the configured one, else every view together (``any``,
+    Bonferroni over views) when there are several, else the one analysed."""
     if cfg.verdict.headline_view in analysed:
         return cfg.verdict.headline_view
+    if ANY_VIEW in analysed:
+        return ANY_VIEW
     for view in VIEW_PREFERENCE:
         if view in analysed:
             return view
@@ -68,8 +76,9 @@ def _describe_rows(rows: pd.DataFrame) -> str:
     parts = []
     for row in rows.head(2).itertuples():
         span = _ms(row.start) if row.start == row.stop else f"{_ms(row.start)} to {_ms(row.stop)}"
+        where = f" in the {row.note.split(';')[0]}" if row.view == ANY_VIEW else ""
         parts.append(
-            f"the {row.direction} at {span} (figure - ground RSA {row.estimate:+.3f}, "
+            f"the {row.direction} at {span}{where} (figure - ground RSA {row.estimate:+.3f}, "
             f"{100 * 0.95:.0f}% CI {row.ci_low:+.3f} to {row.ci_high:+.3f}; "
             f"p_FWER = {row.p_fwer:.3g})"
         )
@@ -83,6 +92,11 @@ def _sentence(row_set: pd.DataFrame, who: str) -> str:
         return f"{who}: not testable ({row_set['note'].iloc[0]})."
     if decided.empty:
         row = row_set.iloc[0]
+        if not np.isfinite(row.estimate):
+            return (
+                f"{who}: no time shows a significant preference for figure or ground in any "
+                f"view (smallest Bonferroni-adjusted p_FWER {row.p_fwer:.3g})."
+            )
         return (
             f"{who}: no time shows a significant preference for figure or ground "
             f"(smallest p_FWER {row.p_fwer:.3g}; mean figure - ground RSA after onset "
@@ -106,7 +120,12 @@ def headline(cfg: AnalysesConfig, verdict: pd.DataFrame) -> dict[str, Any]:
         & (rows["layer"] == first["layer"])
         & (rows["level"] == level)
     ]
-    what = f"{first['model']} ({first['weights']}) {first['layer']}, {level} level, {view} view"
+    reading = (
+        f"any of {rows['view'].nunique() - 1} views (Bonferroni)"
+        if view == ANY_VIEW
+        else f"{view} view"
+    )
+    what = f"{first['model']} ({first['weights']}) {first['layer']}, {level} level, {reading}"
     group = chosen[chosen["participant"] == GROUP]
     sentences = []
     if not group.empty:

@@ -49,16 +49,17 @@ class SweepSettings:
     replicates: int = 20
     null_replicates: int = 40
     participants: int = 4
-    concepts: int = 12
+    concepts: int = 18
     seed: int = 0
     brains: tuple[str, ...] = tuple(BRAINS)
-    views: tuple[str, ...] = ("region", "global", "flat")
+    views: tuple[str, ...] = ("region", "flat")
     n_boot: int = 100
     alpha: float = 0.05
     tmin: float = 0.0
     tmax: float = 0.6
-    decim: int = 4
+    decim: int = 10
     components: int = 4
+    workers: int = 1
     pool: PoolSettings = field(default_factory=PoolSettings)
 
     def check(self) -> None:
@@ -170,23 +171,27 @@ def analyse(
 ) -> list[dict[str, object]]:
     """Decisions of every rule, view and participant (and the group) on one dataset."""
     from figureground.analysis.study.rsa_results import rsa_curves, viewed_features
-    from figureground.analysis.verdict import VerdictSettings, verdict_tables
+    from figureground.analysis.verdict import VerdictSettings, combine_views, verdict_tables
     from figureground.config import RsaConfig
 
     rsa = RsaConfig(levels=("image",), n_boot=settings.n_boot, n_permutations=0, partial=True)
     verdict_settings = VerdictSettings(alpha=settings.alpha, tmin=settings.tmin,
                                        tmax=settings.tmax, min_conditions=10)  # fmt: skip
     features = _features(pool, rows)
-    out = []
+    tables = []
     for view in settings.views:
         masks = pool.masks[rows] if view == "region" else None
         viewed = viewed_features(features, view, masks)
         curves = {p: rsa_curves(m, viewed, "image", rsa).curves for p, m in meg.items()}
-        verdict, _ = verdict_tables(curves, {"view": view}, verdict_settings)
-        for rule in RULES:
-            chosen = verdict[verdict["contrast"] == rule]
-            for who, own in chosen.groupby("participant"):
-                out.append({"view": view, "rule": rule, "who": str(who), "decision": decision(own)})
+        described = {"model": "m", "weights": "w", "layer": "l", "level": "image", "view": view}
+        tables.append(verdict_tables(curves, described, verdict_settings)[0])
+    verdict = pd.concat(tables, ignore_index=True)
+    if len(settings.views) > 1:
+        verdict = pd.concat([verdict, combine_views(verdict, settings.alpha)], ignore_index=True)
+    out = []
+    for (view, rule, who), own in verdict.groupby(["view", "contrast", "participant"]):
+        if rule in RULES:
+            out.append({"view": view, "rule": rule, "who": str(who), "decision": decision(own)})
     return out
 
 
@@ -217,6 +222,42 @@ def _dataset(
     return table[DECISION_COLUMNS]
 
 
+_POOLS: dict[str, Pool] = {}  # per process: the pool loaded once by each worker
+
+
+def _loaded_pool(folder: Path, settings: PoolSettings) -> Pool:
+    key = str(folder)
+    if key not in _POOLS:
+        _POOLS.clear()
+        _POOLS[key] = build_pool(folder, settings)
+    return _POOLS[key]
+
+
+def _part_path(parts: Path | None, settings: SweepSettings, cell: tuple) -> Path | None:
+    if parts is None:
+        return None
+    replicate, name, snr = cell
+    key = fsutil.params_hash({**asdict(settings), "cell": [replicate, name, snr]})
+    return parts / f"{name}_snr{snr:g}_r{replicate}_{key}.csv"
+
+
+def _replicate(task: tuple) -> list[pd.DataFrame]:
+    """Every cell of one replicate (one worker task; the replicate's codes shared)."""
+    folder, settings, replicate, cells, parts = task
+    pool = _loaded_pool(folder, settings.pool)
+    cache: dict = {}
+    tables = []
+    for cell in cells:
+        _, name, snr = cell
+        table = _dataset(pool, BRAINS[name], snr, replicate, settings, cache)
+        cached = _part_path(parts, settings, cell)
+        if cached is not None:
+            with fsutil.atomic_path(cached) as tmp:
+                table.to_csv(tmp, index=False)
+        tables.append(table)
+    return tables
+
+
 def run_sweep(
     settings: SweepSettings = SweepSettings(),
     pool_dir: str | Path | None = None,
@@ -226,36 +267,46 @@ def run_sweep(
 
     ``pool_dir`` keeps the stimulus pool (built when missing); ``parts_dir`` keeps each
     finished dataset's rows, keyed by the settings, so an interrupted sweep resumes.
+    Replicates run in ``settings.workers`` processes (results do not depend on it).
     """
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     settings.check()
-    pool = build_pool(pool_dir or Path(tempfile.mkdtemp(prefix="fg-pool-")), settings.pool)
+    folder = Path(pool_dir or tempfile.mkdtemp(prefix="fg-pool-"))
+    build_pool(folder, settings.pool)
     parts = Path(parts_dir) if parts_dir is not None else None
     if parts is not None:
         parts.mkdir(parents=True, exist_ok=True)
-    base_key = asdict(settings)
     longest = max(settings.replicates, settings.null_replicates)
-    cells = [
-        (r, name, snr)
-        for r in range(longest)
-        for name in settings.brains
-        for snr in settings.snrs
-        if r < (settings.null_replicates if BRAINS[name].planted == "none" else settings.replicates)
-    ]
-    tables = []
-    caches: dict[int, dict] = {}
-    for replicate, name, snr in logs.progress(cells, len(cells), "validation datasets"):
-        key = fsutil.params_hash({**base_key, "cell": [replicate, name, snr]})
-        cached = None if parts is None else parts / f"{name}_snr{snr:g}_r{replicate}_{key}.csv"
-        if cached is not None and cached.is_file():
-            tables.append(pd.read_csv(cached, keep_default_na=False))
-            continue
-        cache = caches.setdefault(replicate, {})
-        caches = {replicate: cache}  # one replicate's codes in memory at a time
-        table = _dataset(pool, BRAINS[name], snr, replicate, settings, cache)
-        if cached is not None:
-            with fsutil.atomic_path(cached) as tmp:
-                table.to_csv(tmp, index=False)
-        tables.append(table)
+    tables, tasks = [], []
+    for replicate in range(longest):
+        todo = []
+        for name in settings.brains:
+            wanted = (
+                settings.null_replicates
+                if BRAINS[name].planted == "none"
+                else (settings.replicates)
+            )
+            for snr in settings.snrs:
+                if replicate >= wanted:
+                    continue
+                cached = _part_path(parts, settings, (replicate, name, snr))
+                if cached is not None and cached.is_file():
+                    tables.append(pd.read_csv(cached, keep_default_na=False))
+                else:
+                    todo.append((replicate, name, snr))
+        if todo:
+            tasks.append((folder, settings, replicate, todo, parts))
+    total = sum(len(task[3]) for task in tasks)
+    log.info("validation: %d datasets to run, %d already done", total, len(tables))
+    if settings.workers > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(settings.workers, mp_context=get_context("spawn")) as executor:
+            for found in logs.progress(executor.map(_replicate, tasks), len(tasks), "replicates"):
+                tables.extend(found)
+    else:
+        for task in logs.progress(tasks, len(tasks), "replicates"):
+            tables.extend(_replicate(task))
     result = pd.concat(tables, ignore_index=True)[DECISION_COLUMNS]
     return result.sort_values(
         ["brain", "snr", "replicate", "view", "rule", "who"], ignore_index=True
