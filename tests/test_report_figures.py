@@ -205,3 +205,16 @@ def test_careful_sections_from_results(tmp_path: Path) -> None:
     assert "not run: too few" in str(sections[-1]["tables"])
     # without results files there are no sections (old runs still render)
     assert careful_sections(tmp_path / "missing", {}, tmp_path / "figs") == []
+
+
+def test_each_panel_draws_the_ceiling_of_its_own_level() -> None:
+    """The test-repetition ceiling is image level: concept-level panels must not draw it."""
+    lookup = figures._ceiling_lookup(
+        _ceiling(), "rsa", {"participant": "test_repetitions", "mean": "participants"}
+    )
+    image = lookup({"level": "image", "stratum": "all"}, PARTICIPANTS[0])
+    concept = lookup({"level": "concept", "stratum": "all"}, PARTICIPANTS[0])
+    assert len(image) > 0 and (image["level"] == "image").all()
+    assert concept.empty
+    mean_concept = lookup({"level": "concept", "stratum": "all"}, "mean")
+    assert len(mean_concept) > 0 and (mean_concept["level"] == "concept").all()

@@ -284,3 +284,25 @@ def test_recordings_hold_one_participant_at_a_time(monkeypatch) -> None:
     assert [p for p, _ in meg.items()] == ["P1", "P2"]
     assert reads == ["p1.fif", "p2.fif"]
     assert meg._held[0] == "P2"  # only the last one is held
+
+
+def test_strata_by_a_stimulus_measure(tmp_path: Path) -> None:
+    from figureground.analysis.study.tables import image_strata
+    from figureground.config import AnalysesConfig, StrataConfig
+
+    variants = tmp_path / "variants.csv"
+    pd.DataFrame(
+        {
+            "image_id": [f"i{k}" for k in range(8)],
+            "status": "ok",
+            "fg_fraction": 0.3,
+            "haze": [0.0, 0.01, 0.02, 0.03, 0.1, 0.2, 0.3, 0.4],
+        }
+    ).to_csv(variants, index=False)
+    cfg = AnalysesConfig(strata=StrataConfig(by="haze", min_images=3))
+    strata, info = image_strata(cfg, variants, [f"i{k}" for k in range(8)])
+    assert info["ran"] and info["by"] == "haze" and info["threshold"] == pytest.approx(0.065)
+    assert strata == {"haze_low": ["i0", "i1", "i2", "i3"], "haze_high": ["i4", "i5", "i6", "i7"]}
+    cfg = AnalysesConfig(strata=StrataConfig(by="silhouette_detectability", min_images=3))
+    strata, info = image_strata(cfg, variants, [f"i{k}" for k in range(8)])
+    assert strata == {} and "no silhouette_detectability column" in info["reason"]

@@ -317,14 +317,19 @@ class StatsConfig:
 
 @dataclass(frozen=True)
 class StrataConfig:
-    """RSA per stratum of foreground fraction (``with_background`` / ``little_background``).
+    """RSA per stratum of a per-image stimulus measure of ``variants.csv``.
 
-    ``threshold``: foreground fraction at or above which an image has little background;
-    None (default) takes the variants' ``little_background_above`` (0.9 if absent). Strata
-    run only when both hold at least ``min_images`` images (default 20).
+    ``by``: ``fg_fraction`` (default: ``with_background`` / ``little_background``),
+    ``haze`` (background showing through the no-background image) or
+    ``silhouette_detectability`` (how visible the filled region of the no-foreground image
+    is), giving ``<by>_low`` / ``<by>_high``. ``threshold``: the value at or above which an
+    image is in the second stratum; None (default) takes the variants'
+    ``little_background_above`` (0.9 if absent) for ``fg_fraction`` and the median of the
+    measure otherwise. Strata run only when both hold at least ``min_images`` images.
     """
 
     enabled: bool = True
+    by: Literal["fg_fraction", "haze", "silhouette_detectability"] = "fg_fraction"
     threshold: float | None = None
     min_images: int = 20
 

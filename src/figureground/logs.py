@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Iterable, Iterator
@@ -45,6 +46,17 @@ def setup(quiet: bool = False, verbose: bool = False) -> None:
         )
         logger.addHandler(handler)
     logger.propagate = False
+
+
+@contextlib.contextmanager
+def inner_progress_hidden() -> Iterator[None]:
+    """Hide progress bars inside a block (e.g. thousands of small analyses under one bar)."""
+    before = _state["quiet"]
+    _state["quiet"] = True
+    try:
+        yield
+    finally:
+        _state["quiet"] = before
 
 
 def is_quiet() -> bool:

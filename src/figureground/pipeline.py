@@ -354,13 +354,9 @@ def _simulate(state: RunState, out_dir: Path) -> dict[str, Any]:
         )
         return {"driven_by": chosen["key"], "layer": layer}
     images, masks = _pixel_inputs(state)
-    suffix = "_grid" if sim.position == "grid" else ""
-    weights = {
-        f"figure{suffix}": sim.fg_weight,
-        f"ground{suffix}": sim.bg_weight,
-        "image": sim.image_weight,
-        "centre": sim.centre_weight,
-    }
+    weights = simulate.pixel_weights(
+        sim.fg_weight, sim.bg_weight, sim.image_weight, sim.centre_weight, sim.position
+    )
     simulate.simulate_pixels(images, masks, out_dir, weights, **common)
     return {"driven_by": f"pixels ({sim.position})", "layer": ""}
 

@@ -274,9 +274,9 @@ def r2_columns(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 def _targets(meg: xr.DataArray, dtype: str) -> np.ndarray:
     """MEG (image, channel, time) as Y (images, channels * times) in ``dtype``.
 
-    Y is divided by its overall standard deviation: MEG in tesla (~1e-13) loses all
-    precision in float32 sums of squares, and one global scale changes neither Pearson r nor
-    R², nor the ridge penalty chosen by cross-validation.
+    Y is divided by its overall standard deviation: recordings in tesla (~1e-13, as raw MEG
+    is) would lose all precision in float32 sums of squares, and one global scale changes
+    neither Pearson r nor R², nor the ridge penalty chosen by cross-validation.
     """
     values = np.asarray(meg.values, dtype=np.float64)
     if not np.isfinite(values).all():

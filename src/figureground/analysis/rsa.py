@@ -164,6 +164,7 @@ def rsa_timecourse(
     device: str | None = None,
     n_jobs: int = 1,
     rdms_out: np.ndarray | None = None,
+    model_rdms: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Time-resolved RSA of one participant's MEG against each condition's model RDM.
 
@@ -192,6 +193,9 @@ def rsa_timecourse(
     rdms_out : ndarray (times, pairs), optional
         Filled with the MEG RDMs as they are computed (conditions in MEG order, or sorted
         concepts), for callers that need them too (bootstrap, noise ceilings).
+    model_rdms : ndarray (conditions, pairs), optional
+        The model RDMs of ``model_features`` in their order, when the caller has them
+        already (they are then not computed again).
 
     Returns
     -------
@@ -210,7 +214,10 @@ def rsa_timecourse(
     ids = _common_ids(meg, model_features)
     meg_values, model_values, n_cond = _patterns(meg, model_features, ids, level)
     conditions = list(model_values)
-    model_rdms = np.stack([compute_rdms(model_values[name], model_metric) for name in conditions])
+    if model_rdms is None:
+        model_rdms = np.stack(
+            [compute_rdms(model_values[name], model_metric) for name in conditions]
+        )
     partial_rows = [
         (a, b) for a, b in PARTIAL_PAIRS if partial and a in model_values and b in model_values
     ]

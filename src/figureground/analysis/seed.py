@@ -184,7 +184,7 @@ def seed_scale_check(
 ) -> pd.DataFrame:
     """Seed distances beside the norms of the embedding and of the resampled MEG.
 
-    With noise (or real MEG in tesla) in place of the MEG the distance equals the
+    With noise of small scale in place of the MEG the distance equals the
     embedding norm: ``relative_difference`` = (distance - ||E||) / ||E|| is ~0.
 
     Returns

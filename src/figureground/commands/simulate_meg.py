@@ -98,7 +98,7 @@ def _pixel_inputs(args: argparse.Namespace) -> tuple[dict, dict]:
 def run(args: argparse.Namespace) -> int:
     """Write the simulation and print its folder."""
     from figureground.errors import UsageError
-    from figureground.neural.simulate import simulate_meg, simulate_pixels
+    from figureground.neural.simulate import pixel_weights, simulate_meg, simulate_pixels
 
     design = {
         "participants": args.participants,
@@ -125,13 +125,9 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         images, masks = _pixel_inputs(args)
-        suffix = "_grid" if args.position == "grid" else ""
-        weights = {
-            f"figure{suffix}": args.fg_weight,
-            f"ground{suffix}": args.bg_weight,
-            "image": args.image_weight,
-            "centre": args.centre_weight,
-        }
+        weights = pixel_weights(
+            args.fg_weight, args.bg_weight, args.image_weight, args.centre_weight, args.position
+        )
         out = simulate_pixels(images, masks, args.out, weights, args.snr, args.seed, **design)
     print(out)
     return 0

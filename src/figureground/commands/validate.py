@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--pool-concepts", type=int, default=pool.concepts)
     parser.add_argument("--exemplars", type=int, default=pool.exemplars)
+    parser.add_argument("--image-size", type=int, default=pool.size, help="composite side (px)")
     parser.add_argument(
         "--views",
         nargs="+",
@@ -61,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="brains to simulate (default: all)",
     )
     parser.add_argument("--n-boot", type=int, default=defaults.n_boot)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="processes, one replicate each (results do not depend on it)",
+    )
     parser.add_argument("--alpha", type=float, default=defaults.alpha)
     parser.add_argument("--seed", type=int, default=defaults.seed, help="replicate r: seed + r")
     parser.add_argument("--model", default=pool.model, help="the analysed network")
@@ -98,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     pool = PoolSettings(
         concepts=args.pool_concepts,
         exemplars=args.exemplars,
+        size=args.image_size,
         seed=args.seed,
         model=args.model,
         weights=args.weights,
@@ -117,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         views=tuple(args.views),
         n_boot=args.n_boot,
         alpha=args.alpha,
+        workers=args.workers,
         pool=pool,
     )
     out = Path(args.out)

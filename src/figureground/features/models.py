@@ -22,6 +22,7 @@ import dataclasses
 import difflib
 import importlib
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -196,6 +197,24 @@ def _preset_preprocessing(weights_enum_member: Any, origin: str) -> Preprocessin
     )
 
 
+def _weights_member(enum: Any, weights: str, label: str, hint: str = "") -> Any:
+    """The member of a torchvision weights enum named ``weights`` (``DEFAULT`` too)."""
+    try:
+        return enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights]
+    except KeyError:
+        valid = ", ".join(["DEFAULT", *(m.name for m in enum), UNTRAINED])
+        raise UsageError(
+            f"unknown weights {weights!r} for {label}; expected one of {valid} "
+            f"or a .pth/.pt/.safetensors file{hint}"
+        ) from None
+
+
+def _cached_weights(member: Any) -> tuple[Path, str]:
+    """(file, SHA-256) of a weights enum member: cached or downloaded, hash prefix checked."""
+    path = wts.cached_or_download(member.url)
+    return path, wts.verify_hash_prefix(path)
+
+
 def _load_torchvision(arch: str, weights: str, seed: int) -> LoadedModel:
     import torchvision
 
@@ -226,16 +245,8 @@ def _load_torchvision(arch: str, weights: str, seed: int) -> LoadedModel:
     if wts.looks_like_file(weights):
         module, record = _from_file(lambda: builder(weights=None), weights, arch, seed)
         return LoadedModel(arch, "torchvision", module, record, v1_preprocessing)
-    try:
-        member = enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights]
-    except KeyError:
-        valid = ", ".join(["DEFAULT", *(m.name for m in enum), UNTRAINED])
-        raise UsageError(
-            f"unknown weights {weights!r} for {arch}; expected one of {valid} "
-            "or a .pth/.pt/.safetensors file"
-        ) from None
-    path = wts.cached_or_download(member.url)
-    digest = wts.verify_hash_prefix(path)
+    member = _weights_member(enum, weights, arch)
+    path, digest = _cached_weights(member)
     module = builder(weights=member, progress=False)
     record = WeightsRecord(name=member.name, file=str(path), sha256=digest)
     preprocessing = _preset_preprocessing(member, f"{arch} {member.name} transforms")
@@ -442,17 +453,13 @@ def _load_resnet50_coco(_: str, weights: str, seed: int) -> LoadedModel:
             _resnet50_coco_module, weights, _RESNET50_COCO_ARCH, seed, detector_backbone_state
         )
     else:
-        enum = FasterRCNN_ResNet50_FPN_Weights
-        try:
-            member = enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights]
-        except KeyError:
-            valid = ", ".join(["DEFAULT", *(m.name for m in enum), UNTRAINED])
-            raise UsageError(
-                f"unknown weights {weights!r} for {RESNET50_COCO}; expected one of {valid} "
-                "or a .pth/.pt/.safetensors file (ImageNet weights: use model resnet50)"
-            ) from None
-        path = wts.cached_or_download(member.url)
-        digest = wts.verify_hash_prefix(path)
+        member = _weights_member(
+            FasterRCNN_ResNet50_FPN_Weights,
+            weights,
+            RESNET50_COCO,
+            " (ImageNet weights: use model resnet50)",
+        )
+        path, digest = _cached_weights(member)
         module = _module_from_file(
             _resnet50_coco_module, str(path), _RESNET50_COCO_ARCH, seed, detector_backbone_state
         )

@@ -8,9 +8,11 @@ noise SD the root mean variance over sessions, the signal SD ``sqrt(1 - noise SD
 ``ncsnr = signal SD / noise SD`` and ``NC = 100 ncsnr^2 / (ncsnr^2 + 1 / n)`` (percent of
 variance explainable in responses averaged over ``n`` repetitions).
 
-``ncsnr^2`` is the single-trial image-specific signal-to-noise ratio; it is what the
-simulator's ``snr`` sets (before the baseline z-scoring), so simulated data can be compared
-with real data on the authors' own measure.
+``ncsnr^2`` estimates the single-trial image-specific signal-to-noise ratio at a sensor and
+time, and ``ncsnr^2 / (1 + ncsnr^2)`` the single-trial reliability (the correlation of two
+single trials, the ``R1`` the encoding ceiling estimates by split halves). The simulator's
+``snr`` is that ratio averaged over sensors and the 0-0.8 s window before the baseline
+z-scoring, so simulated data and real data can be compared on the authors' own measure.
 """
 
 from __future__ import annotations
@@ -54,4 +56,7 @@ def summarise(ceiling: np.ndarray, ncsnr: np.ndarray, times: np.ndarray) -> dict
         "nc_percent_max": float(np.nanmax(ceiling)) if np.isfinite(ceiling).any() else np.nan,
         "nc_percent_post_mean": float(np.nanmean(mean[post])) if post.any() else np.nan,
         "single_trial_snr_peak": float(np.nanmean(ncsnr[:, peak] ** 2)),
+        "single_trial_reliability_peak": float(
+            np.nanmean(ncsnr[:, peak] ** 2 / (1 + ncsnr[:, peak] ** 2))
+        ),
     }

@@ -584,6 +584,26 @@ def _design(
     return DesignParams(int(n_test), sessions, catch_per_session)
 
 
+def pixel_weights(
+    fg_weight: float,
+    bg_weight: float,
+    image_weight: float = 0.0,
+    centre_weight: float = 0.0,
+    position: str = "tolerant",
+) -> dict[str, float]:
+    """Pixel-code weights of a brain: figure / ground pooled over their regions
+    (``position`` ``tolerant``) or per grid cell (``grid``), whole image, image centre."""
+    if position not in ("tolerant", "grid"):
+        raise UsageError(f"position {position!r} is not one of tolerant, grid")
+    suffix = "_grid" if position == "grid" else ""
+    return {
+        f"figure{suffix}": fg_weight,
+        f"ground{suffix}": bg_weight,
+        "image": image_weight,
+        "centre": centre_weight,
+    }
+
+
 def simulate_pixels(
     images: Mapping[str, Path],
     masks: Mapping[str, Path],

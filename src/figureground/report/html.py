@@ -234,6 +234,33 @@ def careful_sections(results_dir: Path, summary: dict[str, Any], fig_dir: Path) 
     return sections
 
 
+def validity_section(variants: pd.DataFrame, fig_dir: Path) -> dict[str, Any]:
+    """How clean the variants are: haze in the no-background images, silhouette in the fills."""
+    from figureground.report.validity import fig_stimulus_validity
+
+    png = figures.save_figure(fig_stimulus_validity(variants), fig_dir / "fig_validity")
+    columns = [
+        c
+        for c in ("image_id", "fg_fraction", "haze", "haze_fraction", "silhouette_auc",
+                  "silhouette_detectability")
+        if c in variants.columns
+    ]  # fmt: skip
+    numeric = variants[columns[1:]].apply(pd.to_numeric, errors="coerce")
+    table = numeric.describe().T[["count", "mean", "50%", "max"]].reset_index(names="measure")
+    return {
+        "title": "Stimulus validity — what leaks into each variant",
+        "figure": _b64(png),
+        "caption": "Haze: the background showing through the no-background image (mean soft "
+        "alpha over the background; share of background pixels that are not the fill colour). "
+        "Silhouette: how detectable the inpainted region of the no-foreground image is from "
+        "local texture (area under the ROC curve of texture inside against a ring outside; "
+        "0.5 = undetectable, detectability = 2|AUC - 0.5|). Both are per image in "
+        "variants/variants.csv and can be used as strata (analyses.strata.by); "
+        "variants.alpha_floor removes haze.",
+        "tables": [("Per-image measures", markupsafe.Markup(_table_html(table)))],
+    }
+
+
 def build_report(run_dir: Path, examples: int = 4) -> Path:
     """Render ``run_dir/report.html`` (and ``run_dir/figures``) from a finished run."""
     run_dir = Path(run_dir)
@@ -268,6 +295,7 @@ def build_report(run_dir: Path, examples: int = 4) -> Path:
             stale.unlink()
 
     careful = careful_sections(results_dir, summary, fig_dir)
+    careful.insert(0, validity_section(variants, fig_dir))
 
     failed = variants[variants["status"] != "ok"][["image_id", "path", "error"]]
     stores = summary.get("provenance", {}).get("feature_stores", {})

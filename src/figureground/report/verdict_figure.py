@@ -10,6 +10,8 @@ reach significance says so.
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -55,8 +57,8 @@ def _panel(
     if shown.empty or shown["direction"].eq("untestable").all():
         note = shown["note"].iloc[0] if not shown.empty else ""
         if note:
-            ax.text(0.02, 0.95, f"group not testable:\n{note}", transform=ax.transAxes,
-                    fontsize=6, va="top", wrap=True)  # fmt: skip
+            text = textwrap.fill(f"group not testable: {note}", 38)
+            ax.text(0.03, 0.95, text, transform=ax.transAxes, fontsize=6, va="top")
         shown = windows[windows["participant"] != GROUP]
     for row in shown[shown["direction"].isin(list(DIRECTION_COLOURS))].itertuples():
         ax.axvspan(row.start, row.stop + 1e-3, color=DIRECTION_COLOURS[row.direction], alpha=0.25)
@@ -96,7 +98,7 @@ def fig_verdict(timecourse: pd.DataFrame, verdict: pd.DataFrame) -> Figure:
     fig.legend(
         [*handles, plt.Line2D([], [], color="black"), plt.Line2D([], [], color="#999999")],
         ["follows the figure", "follows the ground", "group (band: 95% CI)", "participants"],
-        loc="upper right",
+        loc="lower center",
         fontsize=7,
         ncol=4,
     )
@@ -107,7 +109,7 @@ def fig_verdict(timecourse: pd.DataFrame, verdict: pd.DataFrame) -> Figure:
         x=0.01,
         ha="left",
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
     if not groups:
         axes[0][0].text(0.5, 0.5, "no verdict", ha="center", transform=axes[0][0].transAxes)
     return fig

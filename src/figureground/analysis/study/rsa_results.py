@@ -275,6 +275,9 @@ def rsa_device(backend: str) -> tuple[str, str | None]:
     return "torch", "cpu"
 
 
+MODEL_RDM_CACHE_PAIRS = 2**24  # model RDM values kept for the next participant (128 MiB)
+
+
 @dataclass(frozen=True)
 class RsaRun:
     """One participant's RSA at one level: the tidy table, MEG RDMs, labels and curves."""
@@ -292,13 +295,16 @@ def rsa_curves(
     cfg: RsaConfig,
     image_ids: Sequence[str] | None = None,
     scheduler: Any = SERIAL,
+    model_rdm_cache: dict[tuple[str, ...], np.ndarray] | None = None,
 ) -> RsaRun:
     """RSA curves of one participant at one level, with intervals and p-values.
 
     Returns the tidy table (:data:`RSA_COLUMNS` less model/weights/stratum/view), the MEG
     RDMs (times, pairs), the labels of their rows (image ids or concepts) and the curves
     with their bootstrap distribution for the verdict. ``scheduler`` runs the permutation
-    tests.
+    tests. ``model_rdm_cache`` keeps the model RDMs by the labels of their conditions, so
+    participants shown the same images share them (RDMs of up to
+    :data:`MODEL_RDM_CACHE_PAIRS` pairs are kept).
     """
     import xarray as xr
 
@@ -324,6 +330,13 @@ def rsa_curves(
             for name, array in features.items()
         }  # fmt: skip
     backend, device = rsa_device(cfg.backend)
+    conditions = list(model_values)
+    cache_key = (*conditions, *labels)
+    model_rdms = None if model_rdm_cache is None else model_rdm_cache.get(cache_key)
+    if model_rdms is None:
+        model_rdms = np.stack([compute_rdms(model_values[c], cfg.model_metric) for c in conditions])
+        if model_rdm_cache is not None and model_rdms.size <= MODEL_RDM_CACHE_PAIRS:
+            model_rdm_cache[cache_key] = model_rdms
     n_pairs = len(labels) * (len(labels) - 1) // 2
     # Filled by rsa_timecourse as it goes (its conditions are these labels, in this order).
     meg_rdms = np.empty(
@@ -341,13 +354,12 @@ def rsa_curves(
         backend=backend,
         device=device,
         rdms_out=meg_rdms,
+        model_rdms=model_rdms,
     ).assign(level=level)
     if int(table["n_conditions"].iloc[0]) != len(labels):  # an internal invariant
         raise RuntimeError(
             f"RSA used {table['n_conditions'].iloc[0]} conditions, not {len(labels)}"
         )
-    conditions = list(model_values)
-    model_rdms = np.stack([compute_rdms(model_values[c], cfg.model_metric) for c in conditions])
     partial_pairs = [
         (conditions.index(a), conditions.index(b))
         for a, b in PARTIAL_PAIRS
@@ -478,13 +490,21 @@ def rsa_results(
     runs += [("image", name, ids) for name, ids in strata.items()]
     views = list(cfg.views)
     participants = list(meg)
+    model_rdms: dict[tuple[int, ...], dict] = {}  # shared by participants shown the same images
     for participant in held_first(meg):
         responses = meg[participant]
         p_index = participants.index(participant)
         for s_index, info in enumerate(stores):
             for l_index, layer in enumerate(info["layers"]):
                 features = condition_features(info, layer)
+                spatial = next(iter(features.values())).ndim >= 4
                 for v_index, view in enumerate(views):
+                    if not spatial and v_index > 0:  # pooled features: every view is the same
+                        study.skipped_views[view] = (
+                            f"{info['key']} {layer} is pooled (no map), so it equals the "
+                            f"{views[0]} view"
+                        )
+                        continue
                     if view == "region" and mask_grids is None:
                         study.skipped_views[view] = "no object masks (variants/mask) to read"
                         continue
@@ -500,7 +520,15 @@ def rsa_results(
                             participant, info["key"], layer, view, level, stratum,
                         )  # fmt: skip
                         run = rsa_curves(
-                            responses, viewed, level, cfg.rsa, ids, scheduler=scheduler
+                            responses,
+                            viewed,
+                            level,
+                            cfg.rsa,
+                            ids,
+                            scheduler=scheduler,
+                            model_rdm_cache=model_rdms.setdefault(
+                                (s_index, l_index, v_index, r_index), {}
+                            ),
                         )
                         described = {**_describe(info, layer), "level": level, "view": view}
                         table = run.table.assign(
@@ -530,7 +558,7 @@ def rsa_results(
 
 
 def scaled(responses: Any) -> Any:
-    """Responses divided by their overall standard deviation (Tesla -> unit scale).
+    """Responses divided by their overall standard deviation (any units -> unit scale).
 
     Correlations and R² are unchanged; the ridge solvers then work on numbers of order 1.
     """

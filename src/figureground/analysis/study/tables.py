@@ -45,10 +45,17 @@ def image_strata(
         variants_csv, keep_default_na=False, na_values=[""], dtype={"image_id": str, "error": str}
     )
     threshold = st.threshold
-    if threshold is None:
-        column = variants.get("little_background_above")
-        threshold = float(column.iloc[0]) if column is not None and len(column) else 0.9
-    strata = strata_from_variants(variants, threshold)
+    if st.by == "fg_fraction":
+        if threshold is None:
+            column = variants.get("little_background_above")
+            threshold = float(column.iloc[0]) if column is not None and len(column) else 0.9
+        strata = strata_from_variants(variants, threshold)
+    else:
+        strata, threshold = _strata_by_measure(variants, st.by, threshold)
+        if strata is None:
+            info["reason"] = f"variants.csv has no {st.by} column (made by an older version)"
+            return {}, info
+    info["by"] = st.by
     wanted = {str(i) for i in image_ids}
     chosen = {name: [i for i in ids if i in wanted] for name, ids in strata.items()}
     info.update(threshold=threshold, counts={name: len(ids) for name, ids in chosen.items()})
@@ -63,6 +70,25 @@ def image_strata(
         return {}, info
     info["ran"] = True
     return chosen, info
+
+
+def _strata_by_measure(
+    variants: pd.DataFrame, measure: str, threshold: float | None
+) -> tuple[dict[str, list[str]] | None, float | None]:
+    """``<measure>_low`` / ``<measure>_high`` image ids split at ``threshold`` (default:
+    the median over the successful images); None when the column is absent."""
+    if measure not in variants.columns:
+        return None, threshold
+    rows = variants[variants["status"] == "ok"] if "status" in variants else variants
+    values = pd.to_numeric(rows[measure], errors="coerce")
+    known = values.notna()
+    if threshold is None:
+        threshold = float(values[known].median()) if known.any() else 0.0
+    ids = rows["image_id"].astype(str)
+    return {
+        f"{measure}_low": list(ids[known & (values < threshold)]),
+        f"{measure}_high": list(ids[known & (values >= threshold)]),
+    }, threshold
 
 
 # ----------------------------------------------------------------------------- summaries

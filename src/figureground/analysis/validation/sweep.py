@@ -154,11 +154,12 @@ def decision(rows: pd.DataFrame) -> str:
 
 
 def _seed_effect(pool: Pool, rows: np.ndarray, meg: dict) -> float:
-    """The seed method on the analysed layer: mean of d(no foreground) - d(no background)."""
+    """The seed method on the analysed layer: mean of d(no foreground) - d(no background),
+    for the first participant (enough to see whether it moves with the brain)."""
     from figureground.analysis.seed import seed_distance
 
     effects = []
-    for responses in meg.values():
+    for responses in list(meg.values())[:1]:
         values = responses.values
         fg = seed_distance(values, pool.maps["no_background"][rows], batched=True)
         bg = seed_distance(values, pool.maps["no_foreground"][rows], batched=True)
@@ -182,7 +183,11 @@ def analyse(
     for view in settings.views:
         masks = pool.masks[rows] if view == "region" else None
         viewed = viewed_features(features, view, masks)
-        curves = {p: rsa_curves(m, viewed, "image", rsa).curves for p, m in meg.items()}
+        cache: dict = {}
+        curves = {
+            p: rsa_curves(m, viewed, "image", rsa, model_rdm_cache=cache).curves
+            for p, m in meg.items()
+        }
         described = {"model": "m", "weights": "w", "layer": "l", "level": "image", "view": view}
         tables.append(verdict_tables(curves, described, verdict_settings)[0])
     verdict = pd.concat(tables, ignore_index=True)
@@ -204,7 +209,9 @@ def _dataset(
     codes = _codes(pool, rows, brain.source, settings, cache)
     seed = settings.seed + replicate
     params = BrainParams(brain.weights, snr, seed, settings.participants, settings.components)
-    meg = simulate_responses(codes, params, tmin=-0.1, tmax=settings.tmax, decim=settings.decim)
+    meg = simulate_responses(
+        codes, params, tmin=settings.tmin, tmax=settings.tmax, decim=settings.decim
+    )
     seed_effect = _seed_effect(pool, rows, meg)
     table = pd.DataFrame(analyse(pool, rows, meg, settings))
     table = table.assign(
@@ -237,7 +244,10 @@ def _part_path(parts: Path | None, settings: SweepSettings, cell: tuple) -> Path
     if parts is None:
         return None
     replicate, name, snr = cell
-    key = fsutil.params_hash({**asdict(settings), "cell": [replicate, name, snr]})
+    fields = asdict(settings)
+    for speed_only in ("workers", "replicates", "null_replicates", "brains", "snrs"):
+        fields.pop(speed_only)  # a dataset does not depend on these: more of them resume
+    key = fsutil.params_hash({**fields, "cell": [replicate, name, snr]})
     return parts / f"{name}_snr{snr:g}_r{replicate}_{key}.csv"
 
 
@@ -249,7 +259,8 @@ def _replicate(task: tuple) -> list[pd.DataFrame]:
     tables = []
     for cell in cells:
         _, name, snr = cell
-        table = _dataset(pool, BRAINS[name], snr, replicate, settings, cache)
+        with logs.inner_progress_hidden():
+            table = _dataset(pool, BRAINS[name], snr, replicate, settings, cache)
         cached = _part_path(parts, settings, cell)
         if cached is not None:
             with fsutil.atomic_path(cached) as tmp:
