@@ -276,3 +276,20 @@ def test_command_line(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     bad = [str(tmp_path / "nowhere") if arg == masks else arg for arg in pixels]
     assert cli.main(bad) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_reliability_rises_with_the_snr(store: Path) -> None:
+    """The authors' noise ceiling of a simulated brain: near 0 without signal, higher with it."""
+    from figureground.neural.codes import network_codes
+
+    codes = network_codes(store, "layer2", ("figure",))
+    found = [
+        simulate.simulated_reliability(
+            codes, simulate.BrainParams((("figure", 1.0),), snr, seed=1, participants=1), 6
+        )
+        for snr in (0.0, 0.5, 5.0)
+    ]
+    peaks = [f["nc_percent_peak_channel_mean"] for f in found]
+    assert peaks[0] < peaks[1] < peaks[2] and peaks[2] > 80
+    assert found[2]["single_trial_snr_peak"] > found[1]["single_trial_snr_peak"]
+    assert found[0]["n_repetitions"] == 12 and found[0]["n_images"] == 6

@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         run_sweep,
         summarise,
     )
+    from figureground.analysis.validation.sweep import reliability_table
     from figureground.errors import UsageError
 
     if not 0 < args.alpha < 1:
@@ -137,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
     with fsutil.atomic_path(out / "validation_summary.csv") as tmp:
         summary.to_csv(tmp, index=False)
     plot_summary(summary, out / "validation.png", alpha=args.alpha)
+    reliability = reliability_table(settings, args.pool or out / "pool")
+    with fsutil.atomic_path(out / "validation_reliability.csv") as tmp:
+        reliability.to_csv(tmp, index=False)
     fsutil.atomic_write_json(
         out / "validation.json",
         provenance.stamp(stage="validate", settings=asdict(settings)),

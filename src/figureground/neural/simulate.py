@@ -304,6 +304,35 @@ def simulate_responses(
     return out
 
 
+def simulated_reliability(
+    codes: ImageCodes, params: BrainParams, test_images: int, sessions: int = 12
+) -> dict[str, float]:
+    """The THINGS-MEG authors' noise ceiling of this brain, measured in memory.
+
+    ``test_images`` images of distinct concepts are each shown once in each of ``sessions``
+    sessions to the first participant's brain (the same generative model and z-scoring as
+    the files), and :func:`figureground.neural.reliability.noise_ceiling` is computed as in
+    the authors' ``step2c`` script. Returns its summary (peak channel-mean NC in percent for
+    ``sessions`` repetitions, the single-trial SNR and reliability at that peak).
+    """
+    from figureground.neural.reliability import noise_ceiling, summarise
+
+    params.check(codes)
+    t = times()
+    window = (t >= SIGNAL_WINDOW[0]) & (t <= SIGNAL_WINDOW[1])
+    rng = np.random.default_rng(_participant_seeds(params)[0])
+    brain = draw_brain(codes, params, rng, t)
+    concepts = np.asarray(codes.concepts)
+    first = [int(np.flatnonzero(concepts == c)[0]) for c in dict.fromkeys(concepts)]
+    if test_images > len(first):
+        raise UsageError(f"{test_images} test images, but only {len(first)} concepts")
+    rows = np.asarray(first[:test_images])
+    per_session = [brain.epochs(rows, rng, t, window)[0] for _ in range(sessions)]
+    stacked = np.stack(per_session, axis=1)  # (image, session, channel, time)
+    ceiling, ncsnr = noise_ceiling(np.transpose(stacked, (2, 3, 1, 0)), n=sessions)
+    return {**summarise(ceiling, ncsnr, t), "n_repetitions": sessions, "n_images": len(rows)}
+
+
 def _participant_seeds(params: BrainParams) -> list[np.random.SeedSequence]:
     _, *people = np.random.SeedSequence(params.seed).spawn(params.participants + 1)
     return people

@@ -324,6 +324,28 @@ def run_sweep(
     )
 
 
+def reliability_table(
+    settings: SweepSettings, pool_dir: str | Path, brains: Sequence[str] = ("pixels_figure",)
+) -> pd.DataFrame:
+    """The authors' noise ceiling of each brain at each SNR of the sweep, on the pool: one
+    test image per concept (up to 200), 12 sessions, z-scored epochs
+    (:func:`figureground.neural.simulate.simulated_reliability`)."""
+    from figureground.neural.simulate import BrainParams, simulated_reliability
+
+    pool = build_pool(Path(pool_dir), settings.pool)
+    rows_all = np.arange(len(pool.image_ids))
+    n_test = min(200, len(set(pool.concepts)))
+    records = []
+    for name in brains:
+        brain = BRAINS[name]
+        codes = _codes(pool, rows_all, brain.source, settings, {})
+        for snr in settings.snrs:
+            params = BrainParams(brain.weights, snr, settings.seed, 1, settings.components)
+            found = simulated_reliability(codes, params, n_test)
+            records.append({"brain": name, "snr": float(snr), **found})
+    return pd.DataFrame(records)
+
+
 def proportion_ci(k: int, n: int) -> tuple[float, float]:
     """Exact (Clopper-Pearson) 95% interval of a proportion k / n."""
     from scipy.stats import binomtest
