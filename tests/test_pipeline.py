@@ -71,6 +71,21 @@ def test_results_contract(finished_run: Path) -> None:
     html = (run_dir / "report.html").read_text()
     assert "What this method cannot do" in html
     assert html.count("data:image/png;base64,") >= 2
+    identity = pd.read_csv(run_dir / "results" / "seed_identity.csv")
+    assert list(identity.columns) == [
+        "participant", "model", "weights", "layer", "condition", "statistic", "p_perm",
+        "n_images",
+    ]  # fmt: skip
+    assert identity["p_perm"].between(0, 1).all()
+    verdict = pd.read_csv(run_dir / "results" / "verdict.csv")
+    from figureground.analysis.verdict import VERDICT_COLUMNS
+
+    assert list(verdict.columns) == VERDICT_COLUMNS
+    # 5 experiment images: the design cannot answer, and the verdict says so
+    assert (verdict["direction"] == "untestable").all()
+    assert summary["verdict"]["headline"]["sentence"] in html
+    assert "not testable" in summary["verdict"]["headline"]["sentence"]
+    assert "Stimulus validity" in html
 
 
 def test_rerun_recomputes_nothing(finished_run: Path) -> None:
