@@ -391,6 +391,167 @@ class VerdictConfig:
 
 
 @dataclass(frozen=True)
+class MaskPartitionConfig:
+    """Mask-aligned variance partitioning of the original images (``mask_partition.csv``).
+
+    The ``layer`` (None: the first layer with a spatial map) of the original images is pooled
+    inside the object mask (figure), outside it (ground), in ``edge_bands`` bands of distance
+    (grid cells) to the mask's edge and in ``rings`` eccentricity rings; these enter banded
+    ridge beside nuisance bands (object size, silhouette, low-level image statistics, centre
+    bias). Each band is reduced to ``n_components`` principal components per fold. Folds:
+    ``n_splits`` grouped by session; intervals by ``n_boot`` bootstrap samples over images
+    (participants for the group) at coverage ``ci``; the fits every ``time_step`` samples.
+    """
+
+    enabled: bool = False
+    layer: str | None = None
+    edge_bands: tuple[int, ...] = (1, 2)
+    rings: int = 3
+    n_components: int | None = 20
+    n_splits: int = 5
+    n_boot: int = 1000
+    ci: float = 0.95
+    time_step: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        key = "analyses.mask_partition"
+        _require(self.n_splits >= 2, f"{key}.n_splits", self.n_splits, ">= 2")
+        _require(self.rings >= 1, f"{key}.rings", self.rings, ">= 1")
+        _require(self.n_boot >= 1, f"{key}.n_boot", self.n_boot, ">= 1")
+        _require(0 < self.ci < 1, f"{key}.ci", self.ci, "a number in (0, 1)")
+        _require(self.time_step >= 1, f"{key}.time_step", self.time_step, ">= 1")
+        _require(
+            self.n_components is None or self.n_components >= 1,
+            f"{key}.n_components",
+            self.n_components,
+            ">= 1 or null (no PCA)",
+        )
+
+
+@dataclass(frozen=True)
+class ReadoutConfig:
+    """Mask-gated factorised readout maps (``readout_maps.zarr``, ``readout_ratio.csv``).
+
+    Per time ``window`` (seconds) the responses' ``n_components`` principal components are
+    predicted from the original images' ``layer`` map (None: the first spatial layer),
+    reduced to ``n_channel_components`` channel components and area-pooled to ``grid``, by a
+    spatial map inside the object, one outside it, and channel weights, fitted by
+    ``n_iter`` alternations of ridge; cross-validated over ``n_splits`` session folds. The
+    in-mask ratio has a bootstrap interval (``n_boot`` over images) and a null of ``n_null``
+    mask shufflings across images.
+    """
+
+    enabled: bool = False
+    layer: str | None = None
+    window: float = 0.05
+    n_components: int = 5
+    n_channel_components: int = 16
+    grid: tuple[int, int] = (14, 14)
+    n_iter: int = 10
+    n_null: int = 20
+    n_splits: int = 5
+    n_boot: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        key = "analyses.readout"
+        _require(self.window > 0, f"{key}.window", self.window, "seconds > 0")
+        _require(self.n_components >= 1, f"{key}.n_components", self.n_components, ">= 1")
+        _require(
+            self.n_channel_components >= 1,
+            f"{key}.n_channel_components",
+            self.n_channel_components,
+            ">= 1",
+        )
+        _require(
+            len(self.grid) == 2 and min(self.grid) >= 2,
+            f"{key}.grid",
+            self.grid,
+            "[rows, cols] >= 2",
+        )
+        _require(self.n_iter >= 1, f"{key}.n_iter", self.n_iter, ">= 1")
+        _require(self.n_null >= 1, f"{key}.n_null", self.n_null, ">= 1")
+        _require(self.n_splits >= 2, f"{key}.n_splits", self.n_splits, ">= 2")
+        _require(self.n_boot >= 1, f"{key}.n_boot", self.n_boot, ">= 1")
+
+
+@dataclass(frozen=True)
+class SensorsConfig:
+    """Figure-minus-ground effects per sensor neighbourhood (``sensor_effects.csv``).
+
+    RSA per neighbourhood of MNE's CTF-275 adjacency (``rsa``) at the ``level`` in the
+    ``view``, and the encoding accuracy per sensor (``encoding``, needs
+    ``analyses.encoding``), each with MNE's spatio-temporal cluster test across
+    participants (``n_permutations`` sign flips) and topomaps at ``n_peaks`` peak windows of
+    ``window`` seconds. The searchlight's MEG RDMs use ``metric`` over each neighbourhood's
+    channels and are compared with ``analyses.rsa.method``; it reads a seeded subset of
+    ``max_conditions`` images or concepts (None: all; its time grows with their square:
+    about 2 min per participant and model for 200 conditions x 271 sensors x 281 times).
+    """
+
+    enabled: bool = False
+    rsa: bool = True
+    encoding: bool = True
+    level: Literal["image", "concept"] = "image"
+    view: Literal["flat", "global", "grid2", "grid4", "region"] = "global"
+    metric: Literal["correlation", "cosine", "euclidean", "sqeuclidean"] = "correlation"
+    max_conditions: int | None = 200
+    n_permutations: int = 1024
+    n_peaks: int = 3
+    window: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        key = "analyses.sensors"
+        _require(self.n_permutations >= 1, f"{key}.n_permutations", self.n_permutations, ">= 1")
+        _require(self.n_peaks >= 1, f"{key}.n_peaks", self.n_peaks, ">= 1")
+        _require(self.window > 0, f"{key}.window", self.window, "seconds > 0")
+        _require(
+            self.max_conditions is None or self.max_conditions >= 3,
+            f"{key}.max_conditions",
+            self.max_conditions,
+            ">= 3 or null (all)",
+        )
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """Decoding (``decoding.csv``): a data-quality check and figure/ground cross-decoding.
+
+    ``pairwise``: time-resolved pairwise decoding of the test images, leave-one-session-out
+    (``max_pairs`` a seeded subset, None for all; every ``decim``-th time).
+    ``generalisation``: the same classifier trained at each time and tested at every time.
+    ``cross``: ridge from the figure-only, ground-only and original features (``view``) to
+    the responses, scored by 2-vs-2 identification of held-out images over ``n_splits``
+    session folds, with ``n_boot`` bootstrap samples for the intervals.
+    """
+
+    enabled: bool = False
+    pairwise: bool = True
+    generalisation: bool = True
+    cross: bool = True
+    max_pairs: int | None = None
+    decim: int = 1
+    view: Literal["flat", "global", "grid2", "grid4", "region"] = "global"
+    n_splits: int = 5
+    n_boot: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        key = "analyses.decoding"
+        _require(
+            self.max_pairs is None or self.max_pairs >= 1,
+            f"{key}.max_pairs",
+            self.max_pairs,
+            ">= 1",
+        )
+        _require(self.decim >= 1, f"{key}.decim", self.decim, ">= 1")
+        _require(self.n_splits >= 2, f"{key}.n_splits", self.n_splits, ">= 2")
+        _require(self.n_boot >= 1, f"{key}.n_boot", self.n_boot, ">= 1")
+
+
+@dataclass(frozen=True)
 class AnalysesConfig:
     """Which analyses run, and how.
 
@@ -410,6 +571,10 @@ class AnalysesConfig:
     stats: StatsConfig = StatsConfig()
     strata: StrataConfig = StrataConfig()
     verdict: VerdictConfig = VerdictConfig()
+    mask_partition: MaskPartitionConfig = MaskPartitionConfig()
+    readout: ReadoutConfig = ReadoutConfig()
+    sensors: SensorsConfig = SensorsConfig()
+    decoding: DecodingConfig = DecodingConfig()
     views: tuple[Literal["flat", "global", "grid2", "grid4", "region"], ...] = (
         "flat",
         "global",

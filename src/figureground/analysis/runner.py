@@ -67,6 +67,7 @@ from figureground.analysis.study.tables import (
     image_strata,
 )
 from figureground.analysis.study.verdict_results import headline, verdict_results
+from figureground.analysis.study.where_runner import run_where
 from figureground.config import AnalysesConfig
 from figureground.fsutil import atomic_write_json
 from figureground.scale.dask_run import SERIAL
@@ -84,10 +85,12 @@ def run_careful(
     summary: dict[str, Any],
     variants_csv: Path | None,
     scheduler: Any = SERIAL,
+    sensor_maps: dict[tuple[str, str, str, str], Any] | None = None,
 ) -> None:
     """RSA, encoding, noise ceilings, strata and cluster tests into ``results_dir``.
 
     ``scheduler`` runs the RSA permutation tests (serial, or a Dask address or client).
+    ``sensor_maps`` (when given) receives the encoding's per-sensor scores.
     """
     window = {"tmin": cfg.responses.tmin, "tmax": cfg.responses.tmax, "decim": cfg.responses.decim}
     stores = select_stores(feature_stores, cfg.models)
@@ -162,7 +165,9 @@ def run_careful(
                     if table is not None:
                         ceilings.append(table)
     if cfg.encoding.enabled:
-        found = _attempt(summary, "encoding", lambda: encoding_results(cfg, meg, stores))
+        found = _attempt(
+            summary, "encoding", lambda: encoding_results(cfg, meg, stores, sensor_maps)
+        )
         if found is not None:
             encoding, partition = found
             _write_csv(encoding, results_dir / "encoding.csv")
@@ -373,9 +378,20 @@ def run_analyses(
                 }
     if not (cfg.seed.enabled and cfg.seed.identity):
         (results_dir / "seed_identity.csv").unlink(missing_ok=True)
+    sensor_maps: dict[tuple[str, str, str, str], Any] | None = (
+        {} if cfg.sensors.enabled and cfg.sensors.encoding else None
+    )
     if cfg.rsa.enabled or cfg.encoding.enabled or cfg.noise_ceiling.enabled:
         run_careful(
-            cfg, neural_files, feature_stores, results_dir, summary, variants_csv, scheduler
+            cfg,
+            neural_files,
+            feature_stores,
+            results_dir,
+            summary,
+            variants_csv,
+            scheduler,
+            sensor_maps,
         )
+    run_where(cfg, neural_files, feature_stores, results_dir, summary, variants_csv, sensor_maps)
     atomic_write_json(results_dir / "summary.json", summary)
     return summary

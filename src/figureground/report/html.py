@@ -22,6 +22,7 @@ from figureground.errors import UsageError
 from figureground.fsutil import atomic_write_text
 from figureground.report import figures
 from figureground.report.verdict_figure import fig_verdict
+from figureground.report.where_sections import where_sections
 
 log = logs.get_logger(__name__)
 
@@ -295,6 +296,9 @@ def build_report(run_dir: Path, examples: int = 4) -> Path:
             stale.unlink()
 
     careful = careful_sections(results_dir, summary, fig_dir)
+    for section in where_sections(results_dir, fig_dir):
+        section["tables"] = [(h, markupsafe.Markup(_table_html(t))) for h, t in section["tables"]]
+        careful.append(section)
     careful.insert(0, validity_section(variants, fig_dir))
 
     failed = variants[variants["status"] != "ok"][["image_id", "path", "error"]]

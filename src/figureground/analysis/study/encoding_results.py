@@ -17,9 +17,15 @@ log = logs.get_logger(__name__)
 
 
 def encoding_results(
-    cfg: AnalysesConfig, meg: Mapping[str, Any], stores: Sequence[Mapping[str, Any]]
+    cfg: AnalysesConfig,
+    meg: Mapping[str, Any],
+    stores: Sequence[Mapping[str, Any]],
+    sensor_maps: dict[tuple[str, str, str, str], Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Encoding accuracy per condition and variance partitioning, for every model and layer.
+
+    ``sensor_maps``, when given, receives each fit's (fold, time, channel) scores under
+    (store key, layer, participant, condition), with the model descriptors in its attrs.
 
     Participants are the outer loop, so lazily read recordings are read once each; the
     features (and their PCA basis) are re-read per participant instead, which is cheap for
@@ -63,6 +69,9 @@ def encoding_results(
                 for c_index, condition in enumerate(CONDITIONS):
                     log.info("encoding: %s %s %s %s", participant, info["key"], layer, condition)
                     scores = encode(responses, features[condition], **options)
+                    if sensor_maps is not None:
+                        scores.attrs.update(_describe(info, layer))
+                        sensor_maps[(str(info["key"]), layer, participant, condition)] = scores
                     encodings[(s_index, l_index, p_index, c_index)] = encoding_table(
                         scores,
                         condition=condition,

@@ -1,0 +1,218 @@
+"""Where in the image, where on the head, when: the analyses of the original images' grid.
+
+Files written to ``results/`` when the study file enables them:
+
+- ``mask_partition.csv`` (``analyses.mask_partition``): unique figure, unique ground,
+  shared, unique centre-bias and unique size variance over time, per participant and
+  ``group``, with bootstrap intervals.
+- ``readout_ratio.csv`` and ``readout_maps.zarr`` (``analyses.readout``): the mask-gated
+  readout's in-mask ratio per time window against masks shuffled across images, and its
+  maps.
+- ``sensor_effects.csv`` and ``sensor_clusters.csv`` (``analyses.sensors``): figure minus
+  ground per sensor and time (RSA searchlight, encoding), with MNE's spatio-temporal
+  cluster test across participants.
+- ``decoding.csv`` (``analyses.decoding``): pairwise decoding of the test images, its
+  temporal generalisation, and figure/ground cross-decoding.
+
+Each analysis adds a section to ``summary.json``; a failure is a note there, and the other
+analyses go on.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from figureground import logs
+from figureground.analysis.study.inputs import (
+    load_recordings,
+    load_test_recordings,
+    select_stores,
+)
+from figureground.analysis.study.masks import find_mask_grids
+from figureground.analysis.study.tables import _attempt, _records, _write_csv
+from figureground.config import AnalysesConfig
+
+log = logs.get_logger(__name__)
+
+WHERE_FILES = (
+    "mask_partition.csv",
+    "readout_ratio.csv",
+    "sensor_effects.csv",
+    "sensor_clusters.csv",
+    "decoding.csv",
+)
+
+
+def _clear_stale(cfg: AnalysesConfig, results_dir: Path) -> None:
+    """Remove results of analyses that are switched off (no earlier run's file outlives it)."""
+    off = {
+        "mask_partition.csv": not cfg.mask_partition.enabled,
+        "readout_ratio.csv": not cfg.readout.enabled,
+        "sensor_effects.csv": not cfg.sensors.enabled,
+        "sensor_clusters.csv": not cfg.sensors.enabled,
+        "decoding.csv": not cfg.decoding.enabled,
+    }
+    for name, stale in off.items():
+        if stale:
+            (results_dir / name).unlink(missing_ok=True)
+    if not cfg.readout.enabled:
+        shutil.rmtree(results_dir / "readout_maps.zarr", ignore_errors=True)
+
+
+def _options(section: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The named settings of a config section (for the summary's ``options``)."""
+    return {key: getattr(section, key) for key in keys}
+
+
+def _post_mean(table: pd.DataFrame, by: list[str]) -> list[dict[str, Any]]:
+    """Post-stimulus mean of ``value`` per group of ``by`` (records for the summary)."""
+    if table.empty:
+        return []
+    post = table[table["time"] >= 0]
+    return _records(post.groupby(by, as_index=False, sort=True)["value"].mean())
+
+
+def run_where(
+    cfg: AnalysesConfig,
+    neural_files: Mapping[str, Mapping[str, Path | None]],
+    feature_stores: Mapping[str, Mapping[str, Any]],
+    results_dir: Path,
+    summary: dict[str, Any],
+    variants_csv: Path | None,
+    sensor_maps: Mapping[tuple[str, str, str, str], Any] | None = None,
+) -> None:
+    """Run the enabled analyses of this module; write their files and summary sections."""
+    _clear_stale(cfg, results_dir)
+    wanted = (
+        cfg.mask_partition.enabled or cfg.readout.enabled or cfg.sensors.enabled
+    ) or cfg.decoding.enabled
+    if not wanted:
+        return
+    window = {"tmin": cfg.responses.tmin, "tmax": cfg.responses.tmax, "decim": cfg.responses.decim}
+    stores = select_stores(feature_stores, cfg.models)
+    meg = load_recordings(neural_files, **window)
+    masks = find_mask_grids(variants_csv)
+    if cfg.mask_partition.enabled:
+        from figureground.analysis.study.mask_partition_results import mask_partition_results
+
+        found = _attempt(
+            summary,
+            "mask partition",
+            lambda: mask_partition_results(cfg, meg, stores, masks, variants_csv),
+        )
+        if found is not None:
+            table, notes = found
+            summary["notes"].extend(notes)
+            _write_csv(table, results_dir / "mask_partition.csv")
+            summary["mask_partition"] = {
+                "options": _options(
+                    cfg.mask_partition,
+                    (
+                        "layer",
+                        "edge_bands",
+                        "rings",
+                        "n_components",
+                        "n_splits",
+                        "n_boot",
+                        "ci",
+                        "seed",
+                    ),
+                ),
+                "post_stimulus_mean": _post_mean(
+                    table, ["participant", "model", "weights", "layer", "component"]
+                ),
+            }
+    if cfg.readout.enabled:
+        from figureground.analysis.study.readout_results import readout_results
+
+        found = _attempt(summary, "readout maps", lambda: readout_results(cfg, meg, stores, masks))
+        if found is not None:
+            table, maps, notes = found
+            summary["notes"].extend(notes)
+            _write_csv(table, results_dir / "readout_ratio.csv")
+            from figureground.analysis.readout_ratio import write_readout_maps
+
+            if maps is not None:
+                write_readout_maps(maps, results_dir / "readout_maps.zarr")
+            summary["readout"] = {
+                "options": _options(
+                    cfg.readout,
+                    (
+                        "layer",
+                        "window",
+                        "n_components",
+                        "n_channel_components",
+                        "grid",
+                        "n_iter",
+                        "n_null",
+                        "n_splits",
+                        "n_boot",
+                        "seed",
+                    ),
+                ),
+                "windows": _records(table),
+            }
+    if cfg.sensors.enabled:
+        from figureground.analysis.study.sensor_results import sensor_results
+
+        found = _attempt(
+            summary,
+            "sensor effects",
+            lambda: sensor_results(cfg, meg, stores, masks, sensor_maps),
+        )
+        if found is not None:
+            summary["notes"].extend(found.notes)
+            _write_csv(found.table, results_dir / "sensor_effects.csv")
+            _write_csv(found.clusters, results_dir / "sensor_clusters.csv")
+            summary["sensors"] = {
+                "options": _options(
+                    cfg.sensors,
+                    (
+                        "rsa",
+                        "encoding",
+                        "level",
+                        "view",
+                        "metric",
+                        "max_conditions",
+                        "n_permutations",
+                        "seed",
+                    ),
+                ),
+                "clusters": _records(found.clusters),
+            }
+    if cfg.decoding.enabled:
+        from figureground.analysis.study.decoding_results import decoding_results
+
+        test = load_test_recordings(neural_files, **window) if cfg.decoding.pairwise else {}
+        found = _attempt(
+            summary, "decoding", lambda: decoding_results(cfg, meg, test, stores, masks)
+        )
+        if found is not None:
+            table, notes = found
+            summary["notes"].extend(notes)
+            _write_csv(table, results_dir / "decoding.csv")
+            summary["decoding"] = {
+                "options": _options(
+                    cfg.decoding,
+                    (
+                        "pairwise",
+                        "generalisation",
+                        "cross",
+                        "max_pairs",
+                        "decim",
+                        "view",
+                        "n_splits",
+                        "n_boot",
+                        "seed",
+                    ),
+                ),
+                "post_stimulus_mean": _post_mean(
+                    table[table["analysis"] != "generalisation"] if "analysis" in table else table,
+                    [c for c in ("participant", "analysis", "feature_set") if c in table],
+                ),
+            }
