@@ -89,6 +89,9 @@ def readout_results(
         break  # the first store with a spatial layer: one set of maps per run
     if not tables:
         return pd.DataFrame(), None, notes
+    order = {p: i for i, p in enumerate(meg)}  # participants in study order, held one first
+    maps.sort(key=lambda one: order[str(one["participant"].values[0])])
+    tables.sort(key=lambda one: order[str(one["participant"].iloc[0])])
     joined = xr.concat(maps, dim="participant")
     # Variable-length strings: zarr v3 has a specification for them (not for fixed-length).
     names = np.array([str(p) for p in joined["participant"].values], dtype=object)
