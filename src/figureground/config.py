@@ -444,7 +444,7 @@ class ReadoutConfig:
 
     enabled: bool = False
     layer: str | None = None
-    window: float = 0.05
+    window: float = 0.1
     n_components: int = 5
     n_channel_components: int = 16
     grid: tuple[int, int] = (14, 14)
