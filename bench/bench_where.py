@@ -77,7 +77,7 @@ def disc_masks(n_images: int, seed: int = 1) -> np.ndarray:
 def main() -> int:
     """Run every stage once; print the times and the ratio to the budget."""
     from figureground.analysis.mask_aligned import pooled_features, region_weights
-    from figureground.analysis.readout import pool_masks, reduce_maps
+    from figureground.analysis.readout_inputs import pool_masks, reduce_maps
     from figureground.analysis.readout_ratio import ReadoutSettings, readout_table
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -27,6 +27,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 
 from figureground.analysis import readout as ro
+from figureground.analysis import readout_inputs as ri
 from figureground.analysis import readout_ratio as rr
 from figureground.analysis.encoding import pearson_columns
 from figureground.errors import DataError
@@ -178,9 +179,9 @@ def test_gated_beats_plain_map_for_figure_only():
     gains = {}
     for kind in ("figure", "centre"):
         brain = _brain(kind, seed=1)
-        _, means = ro.window_means(brain["responses"], brain["times"], 0.1)
+        _, means = ri.window_means(brain["responses"], brain["times"], 0.1)
         train, test = brain["sessions"] < 3, brain["sessions"] == 3
-        basis = ro.fit_components(means[1][train], 5)
+        basis = ri.fit_components(means[1][train], 5)
         scores = {}
         for gated in (True, False):
             fit = ro.fit_readout(
@@ -358,7 +359,7 @@ def test_reduce_maps_streams_and_matches_references():
     outputs = []
     for chunk in (7, 32, 1000):
         lazy = RecordingArray(values)
-        reduced, projection = ro.reduce_maps(
+        reduced, projection = ri.reduce_maps(
             lazy, n_channel_components=4, grid=(14, 14), chunk=chunk, fit_images=40, fit_block=16
         )
         assert all(stop - start <= max(chunk, 16) for start, stop in lazy.reads)
@@ -387,7 +388,7 @@ def test_reduce_maps_streams_and_matches_references():
 def test_pool_masks_matches_torch_and_streams():
     masks = np.random.default_rng(5).uniform(size=(30, 28, 28)).astype(np.float32)
     lazy = RecordingArray(masks)
-    pooled = ro.pool_masks(lazy, grid=(5, 7), chunk=8)
+    pooled = ri.pool_masks(lazy, grid=(5, 7), chunk=8)
     reference = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(masks[:, None]), (5, 7))
     np.testing.assert_allclose(pooled, reference.numpy()[:, 0], rtol=1e-5, atol=1e-6)
     assert max(stop - start for start, stop in lazy.reads) <= 8
@@ -399,7 +400,7 @@ def test_pool_masks_matches_torch_and_streams():
 def test_time_windows_of_things_meg():
     """141 samples at 100 Hz from -0.1 s: 14 windows of 10 samples, 1.3 s left over."""
     times = np.round(np.arange(141) / 100 - 0.1, 10)
-    windows = ro.time_windows(times, 0.1)
+    windows = ri.time_windows(times, 0.1)
     assert len(windows) == 14
     assert (windows["last"] - windows["first"] == 10).all()
     np.testing.assert_allclose(windows["time"].iloc[0], -0.05)
@@ -413,10 +414,10 @@ def test_response_components_fit_on_training_images_only():
     responses = rng.standard_normal((50, 8, 10)) @ np.diag(np.linspace(1, 2, 10))
     times = np.arange(10) / 100
     train = np.arange(35)
-    _, scores = ro.response_components(responses, times, 0.1, n_components=3, train=train)
+    _, scores = ri.response_components(responses, times, 0.1, n_components=3, train=train)
     changed = responses.copy()
     changed[35:] *= 5
-    _, scores_changed = ro.response_components(changed, times, 0.1, n_components=3, train=train)
+    _, scores_changed = ri.response_components(changed, times, 0.1, n_components=3, train=train)
     scale = responses.mean(axis=2).std() / changed.mean(axis=2).std()  # global rescaling
     np.testing.assert_allclose(scores_changed[0, train] / scale, scores[0, train], atol=1e-5)
     means = responses.mean(axis=2) / responses.mean(axis=2).std()
@@ -431,7 +432,7 @@ def test_bad_inputs():
     with pytest.raises(DataError, match="responses"):
         ro.fit_readout(X, masks, Y[:10])
     with pytest.raises(DataError, match="maps"):
-        ro.reduce_maps(np.zeros((4, 3, 5)))
+        ri.reduce_maps(np.zeros((4, 3, 5)))
     with pytest.raises(DataError, match="match"):
         rr.readout_table(
             X,

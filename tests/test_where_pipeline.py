@@ -143,7 +143,8 @@ def test_sensor_effects_use_the_real_sensor_names(run_dir: Path) -> None:
     people = table[table["participant"] != "group"]
     mean = people.groupby(["analysis", "sensor", "time"])["value"].mean()
     group = table[table["participant"] == "group"].set_index(["analysis", "sensor", "time"])
-    np.testing.assert_allclose(group["value"].loc[mean.index], mean.to_numpy(), atol=1e-5)  # CSV: 6 digits
+    # The CSV keeps 6 significant digits.
+    np.testing.assert_allclose(group["value"].loc[mean.index], mean.to_numpy(), atol=1e-5)
     clusters = _csv(run_dir, "sensor_clusters.csv")
     assert (clusters["min_p"] == 0.25).all()  # 3 participants, two-sided: 2 / 2**3
 

@@ -47,6 +47,7 @@ import xarray as xr
 
 from figureground import logs
 from figureground.analysis import readout as ro
+from figureground.analysis import readout_inputs as ri
 from figureground.analysis.encoding import outer_splits, pearson_columns
 from figureground.errors import DataError, UsageError
 
@@ -267,7 +268,7 @@ def _fold_scores(
     for f, (train, test) in enumerate(splits):
         X_train, m_train, X_test, m_test = X[train], masks[train], X[test], masks[test]
         for w, window in enumerate(means):
-            basis = ro.fit_components(window[train], settings.n_components)
+            basis = ri.fit_components(window[train], settings.n_components)
             fit = ro.fit_readout(
                 X_train,
                 m_train,
@@ -298,8 +299,8 @@ def readout_table(
     Parameters
     ----------
     X : (image, component, rows, cols) reduced maps of the original images
-        (:func:`readout.reduce_maps`).
-    masks : (image, rows, cols) object masks on the same grid (:func:`readout.pool_masks`).
+        (:func:`readout_inputs.reduce_maps`).
+    masks : (image, rows, cols) object masks on the same grid (:func:`readout_inputs.pool_masks`).
     responses : (image, channel, time) MEG; ``times`` in seconds.
     sessions : (image,) session of each image (outer folds).
     device : torch device for the s-step's normal equations (numpy when None).
@@ -323,7 +324,7 @@ def readout_table(
         raise DataError("reduced maps contain NaN or infinite values")
     if settings.n_null < 1:
         raise UsageError(f"n_null={settings.n_null}; expected at least one shuffle")
-    windows, means = ro.window_means(responses, times, settings.window_length)
+    windows, means = ri.window_means(responses, times, settings.window_length)
     index = xr.DataArray(np.arange(len(X)), dims="image", coords={"session": ("image", sessions)})
     splits = outer_splits(index, settings.n_splits, settings.seed)
     log.info(
@@ -337,7 +338,7 @@ def readout_table(
     valid = valid_images(masks, settings.min_share, settings.max_share)
     rows, maps = [], {"s_in": [], "s_out": [], "image_map": [], "object_map": []}
     for w, window in enumerate(logs.progress(means, len(means), "readout windows")):
-        Y = ro.fit_components(window, settings.n_components).transform(window)
+        Y = ri.fit_components(window, settings.n_components).transform(window)
         fit = ro.fit_readout(
             X,
             masks,

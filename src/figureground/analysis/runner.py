@@ -48,6 +48,7 @@ from figureground.analysis.study.inputs import (
     _post_stimulus,
     load_recordings,
     load_test_recordings,
+    response_window,
     select_stores,
 )
 from figureground.analysis.study.masks import find_mask_grids
@@ -92,7 +93,7 @@ def run_careful(
     ``scheduler`` runs the RSA permutation tests (serial, or a Dask address or client).
     ``sensor_maps`` (when given) receives the encoding's per-sensor scores.
     """
-    window = {"tmin": cfg.responses.tmin, "tmax": cfg.responses.tmax, "decim": cfg.responses.decim}
+    window = response_window(cfg)
     stores = select_stores(feature_stores, cfg.models)
     meg = load_recordings(neural_files, **window)
     first = next(iter(meg.values()))

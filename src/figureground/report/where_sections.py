@@ -69,6 +69,13 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
     return None if table.empty else table
 
 
+def _first_model(table: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
+    """The first (model, weights, layer) of ``table`` and its rows (one figure per report)."""
+    keys = ["model", "weights", "layer"]
+    first = table[keys].drop_duplicates().iloc[0]
+    return first, table[(table[keys] == first).all(axis=1)]
+
+
 def _section(title: str, make_png: Callable[[], bytes], caption: str) -> dict[str, Any] | None:
     """A section with the figure ``make_png`` draws; None (logged) when it cannot be drawn."""
     try:
@@ -86,12 +93,7 @@ def mask_partition_section(results_dir: Path, fig_dir: Path) -> dict[str, Any] |
     table = _read_csv(results_dir / "mask_partition.csv")
     if table is None:
         return None
-    first = table[["model", "weights", "layer"]].drop_duplicates().iloc[0]
-    shown = table[
-        (table["model"] == first["model"])
-        & (table["weights"] == first["weights"])
-        & (table["layer"] == first["layer"])
-    ]
+    first, shown = _first_model(table)
     return _section(
         f"Fig. 7 — mask-aligned variance partitioning ({first['model']} {first['weights']} "
         f"{first['layer']})",
@@ -167,12 +169,7 @@ def decoding_section(results_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
     general = people[people["analysis"] == "generalisation"].rename(columns={"time": "test_time"})
     cross = table[table["analysis"] == "cross"]
     if not cross.empty:
-        first = cross[["model", "weights", "layer"]].drop_duplicates().iloc[0]
-        cross = cross[
-            (cross["model"] == first["model"])
-            & (cross["weights"] == first["weights"])
-            & (cross["layer"] == first["layer"])
-        ]
+        cross = _first_model(cross)[1]
     return _section(
         "Fig. 10 — decoding",
         lambda: figures.save_figure(

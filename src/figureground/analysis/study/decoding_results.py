@@ -20,6 +20,7 @@ import pandas as pd
 
 from figureground import logs
 from figureground.analysis.study.columns import FIGURE, GROUND
+from figureground.analysis.study.encoding_results import ridge_settings
 from figureground.analysis.study.inputs import condition_features, held_first
 from figureground.analysis.study.rsa_results import (
     _describe,
@@ -118,15 +119,9 @@ def cross_results(
 ) -> tuple[pd.DataFrame, list[str]]:
     """Figure/ground cross-decoding per participant, model and layer, with group rows."""
     from figureground.analysis.cross_decoding import cross_decoding, group_decoding
-    from figureground.analysis.encoding import RidgeSettings
 
     dec, enc = cfg.decoding, cfg.encoding
-    settings = RidgeSettings(
-        n_components=enc.n_components,
-        alphas=enc.alphas,
-        inner_splits=enc.inner_splits,
-        n_iter=enc.n_iter,
-    )
+    settings = ridge_settings(cfg, enc.n_components)
     notes: list[str] = []
     if dec.view == "region" and mask_grids is None:
         return pd.DataFrame(columns=DECODING_COLUMNS), [

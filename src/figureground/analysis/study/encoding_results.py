@@ -16,6 +16,19 @@ from figureground.config import CONDITIONS, AnalysesConfig
 log = logs.get_logger(__name__)
 
 
+def ridge_settings(cfg: AnalysesConfig, n_components: int | None) -> Any:
+    """``analyses.encoding``'s penalties, inner folds and band search with ``n_components``."""
+    from figureground.analysis.encoding import RidgeSettings
+
+    enc = cfg.encoding
+    return RidgeSettings(
+        n_components=n_components,
+        alphas=enc.alphas,
+        inner_splits=enc.inner_splits,
+        n_iter=enc.n_iter,
+    )
+
+
 def encoding_results(
     cfg: AnalysesConfig,
     meg: Mapping[str, Any],
@@ -33,19 +46,13 @@ def encoding_results(
     model, layer, participant, condition.
     """
     from figureground.analysis.encoding import (
-        RidgeSettings,
         encode,
         encoding_table,
         variance_partition,
     )
 
     enc = cfg.encoding
-    settings = RidgeSettings(
-        n_components=enc.n_components,
-        alphas=enc.alphas,
-        inner_splits=enc.inner_splits,
-        n_iter=enc.n_iter,
-    )
+    settings = ridge_settings(cfg, enc.n_components)
     options = {
         "n_splits": enc.n_splits,
         "settings": settings,

@@ -56,6 +56,11 @@ class LazyRecordings(Mapping[str, Any]):
         return len(self._files)
 
 
+def response_window(cfg: Any) -> dict[str, Any]:
+    """The responses' window and decimation (``analyses.responses``) as loader arguments."""
+    return {"tmin": cfg.responses.tmin, "tmax": cfg.responses.tmax, "decim": cfg.responses.decim}
+
+
 def load_recordings(
     neural_files: Mapping[str, Mapping[str, Path | None]], **kwargs: Any
 ) -> LazyRecordings:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from figureground import logs
+from figureground.analysis.study.encoding_results import ridge_settings
 from figureground.analysis.study.inputs import held_first
 from figureground.analysis.study.rsa_results import scaled
 from figureground.analysis.study.spatial_inputs import (
@@ -88,16 +89,10 @@ def mask_partition_results(
     variants_csv: Path | None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Rows of ``mask_partition.csv`` for every store, participant and the group; notes."""
-    from figureground.analysis.encoding import RidgeSettings
     from figureground.analysis.mask_partition import group_partition, mask_partition
 
     part, enc = cfg.mask_partition, cfg.encoding
-    settings = RidgeSettings(
-        n_components=part.n_components,
-        alphas=enc.alphas,
-        inner_splits=enc.inner_splits,
-        n_iter=enc.n_iter,
-    )
+    settings = ridge_settings(cfg, part.n_components)
     notes: list[str] = []
     tables = []
     if mask_grids is None:

@@ -37,7 +37,7 @@ def readout_results(
     """Rows of ``readout_ratio.csv``, the maps (one Dataset, dims participant, ...) and notes."""
     import xarray as xr
 
-    from figureground.analysis.readout import pool_masks, reduce_maps
+    from figureground.analysis.readout_inputs import pool_masks, reduce_maps
     from figureground.analysis.readout_ratio import ReadoutSettings, readout_table
 
     ro = cfg.readout

@@ -20,6 +20,7 @@ analyses go on.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,7 @@ from figureground import logs
 from figureground.analysis.study.inputs import (
     load_recordings,
     load_test_recordings,
+    response_window,
     select_stores,
 )
 from figureground.analysis.study.masks import find_mask_grids
@@ -64,11 +66,6 @@ def _clear_stale(cfg: AnalysesConfig, results_dir: Path) -> None:
         shutil.rmtree(results_dir / "readout_maps.zarr", ignore_errors=True)
 
 
-def _options(section: Any, keys: tuple[str, ...]) -> dict[str, Any]:
-    """The named settings of a config section (for the summary's ``options``)."""
-    return {key: getattr(section, key) for key in keys}
-
-
 def _post_mean(table: pd.DataFrame, by: list[str]) -> list[dict[str, Any]]:
     """Post-stimulus mean of ``value`` per group of ``by`` (records for the summary)."""
     if table.empty:
@@ -93,7 +90,7 @@ def run_where(
     ) or cfg.decoding.enabled
     if not wanted:
         return
-    window = {"tmin": cfg.responses.tmin, "tmax": cfg.responses.tmax, "decim": cfg.responses.decim}
+    window = response_window(cfg)
     stores = select_stores(feature_stores, cfg.models)
     meg = load_recordings(neural_files, **window)
     masks = find_mask_grids(variants_csv)
@@ -110,19 +107,7 @@ def run_where(
             summary["notes"].extend(notes)
             _write_csv(table, results_dir / "mask_partition.csv")
             summary["mask_partition"] = {
-                "options": _options(
-                    cfg.mask_partition,
-                    (
-                        "layer",
-                        "edge_bands",
-                        "rings",
-                        "n_components",
-                        "n_splits",
-                        "n_boot",
-                        "ci",
-                        "seed",
-                    ),
-                ),
+                "options": dataclasses.asdict(cfg.mask_partition),
                 "post_stimulus_mean": _post_mean(
                     table, ["participant", "model", "weights", "layer", "component"]
                 ),
@@ -140,21 +125,7 @@ def run_where(
             if maps is not None:
                 write_readout_maps(maps, results_dir / "readout_maps.zarr")
             summary["readout"] = {
-                "options": _options(
-                    cfg.readout,
-                    (
-                        "layer",
-                        "window",
-                        "n_components",
-                        "n_channel_components",
-                        "grid",
-                        "n_iter",
-                        "n_null",
-                        "n_splits",
-                        "n_boot",
-                        "seed",
-                    ),
-                ),
+                "options": dataclasses.asdict(cfg.readout),
                 "windows": _records(table),
             }
     if cfg.sensors.enabled:
@@ -170,19 +141,7 @@ def run_where(
             _write_csv(found.table, results_dir / "sensor_effects.csv")
             _write_csv(found.clusters, results_dir / "sensor_clusters.csv")
             summary["sensors"] = {
-                "options": _options(
-                    cfg.sensors,
-                    (
-                        "rsa",
-                        "encoding",
-                        "level",
-                        "view",
-                        "metric",
-                        "max_conditions",
-                        "n_permutations",
-                        "seed",
-                    ),
-                ),
+                "options": dataclasses.asdict(cfg.sensors),
                 "clusters": _records(found.clusters),
             }
     if cfg.decoding.enabled:
@@ -197,20 +156,7 @@ def run_where(
             summary["notes"].extend(notes)
             _write_csv(table, results_dir / "decoding.csv")
             summary["decoding"] = {
-                "options": _options(
-                    cfg.decoding,
-                    (
-                        "pairwise",
-                        "generalisation",
-                        "cross",
-                        "max_pairs",
-                        "decim",
-                        "view",
-                        "n_splits",
-                        "n_boot",
-                        "seed",
-                    ),
-                ),
+                "options": dataclasses.asdict(cfg.decoding),
                 "post_stimulus_mean": _post_mean(
                     table[table["analysis"] != "generalisation"] if "analysis" in table else table,
                     [c for c in ("participant", "analysis", "feature_set") if c in table],
