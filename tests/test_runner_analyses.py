@@ -258,6 +258,13 @@ def test_span_basis_keeps_encoding_exact() -> None:
         ({"responses": {"decim": 0}}, "analyses.responses.decim"),
         ({"rsa": {"method": "kendall"}}, "spearman"),
         ({"strata": {"min_imgs": 3}}, "did you mean 'min_images'"),
+        ({"mask_partition": {"rings": 0}}, "analyses.mask_partition.rings"),
+        ({"readout": {"grid": [1, 7]}}, "analyses.readout.grid"),
+        ({"readout": {"window": 0}}, "analyses.readout.window"),
+        ({"sensors": {"max_conditions": 2}}, "analyses.sensors.max_conditions"),
+        ({"sensors": {"metric": "crossnobis"}}, "correlation"),
+        ({"decoding": {"decim": 0}}, "analyses.decoding.decim"),
+        ({"decoding": {"max_pair": 5}}, "did you mean 'max_pairs'"),
     ],
 )
 def test_analyses_config_is_validated(section: dict, message: str) -> None:

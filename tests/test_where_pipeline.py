@@ -172,3 +172,19 @@ def test_summary_and_report_show_every_analysis(run_dir: Path) -> None:
         assert title in html, title
     for stem in ("fig7_mask_partition", "fig8_readout", "fig9_sensors", "fig10_decoding"):
         assert (run_dir / "figures" / f"{stem}.png").stat().st_size > 10_000
+
+
+def test_results_of_switched_off_analyses_do_not_outlive_the_setting(tmp_path: Path) -> None:
+    from figureground.analysis.study.where_runner import WHERE_FILES, run_where
+
+    for name in WHERE_FILES:
+        (tmp_path / name).write_text("stale\n")
+    (tmp_path / "readout_maps.zarr").mkdir()
+    kept = tmp_path / "verdict.csv"
+    kept.write_text("not ours\n")
+    cfg = parse_study({"analyses": {"sensors": {"enabled": False}}}).analyses
+    summary: dict = {"notes": []}
+    run_where(cfg, {}, {}, tmp_path, summary, None)
+    assert not any((tmp_path / name).exists() for name in WHERE_FILES)
+    assert not (tmp_path / "readout_maps.zarr").exists()
+    assert kept.exists() and summary == {"notes": []}
