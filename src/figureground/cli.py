@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "layers",
     "features",
     "simulate_meg",
+    "preprocess_meg",
     "run_study",
     "report",
     "demo",
