@@ -138,13 +138,102 @@ class SimulateConfig:
 
 
 @dataclass(frozen=True)
-class NeuralConfig:
-    """The recordings: real THINGS-MEG files, or the simulator."""
+class EpochsSourceConfig:
+    """Any MNE epochs files (``neural.source: epochs``; ``neural/arrays.py:load_epochs``).
 
-    source: Literal["things_meg", "simulate"] = "simulate"
+    ``neural.path``: one ``-epo.fif`` file or a folder of ``*P<n>-epo.fif`` files (participant
+    ``P<n>``). ``image_column``: the metadata column naming each epoch's image (an id, or an
+    image path whose file stem is the id). ``concept_column`` (null: the id before its last
+    underscore) and ``session_column`` (null: no sessions; encoding folds then split images).
+    ``experiment_query`` / ``test_query``: pandas queries on the metadata choosing the
+    experiment epochs (null: every epoch) and the test epochs, every test image shown equally
+    often (null: no test data, so no noise ceilings from repetitions and no pairwise decoding).
+    """
+
+    image_column: str | None = None
+    concept_column: str | None = None
+    session_column: str | None = None
+    experiment_query: str | None = None
+    test_query: str | None = None
+
+
+@dataclass(frozen=True)
+class ThingsEeg2Config:
+    """THINGS-EEG2 preprocessed data (``neural.source: things_eeg2``; ``load_things_eeg2``).
+
+    ``neural.path``: the folder of ``sub-<nn>/preprocessed_eeg_training.npy`` (and
+    ``preprocessed_eeg_test.npy``, the 80 repetitions of the test images); participant
+    ``P<n>``. ``metadata``: ``image_metadata.npy`` (null: ``<path>/image_metadata.npy``).
+    Both files are pickles, read only with ``trust_pickle: true``.
+    """
+
+    metadata: str | None = None
+    trust_pickle: bool = False
+
+
+@dataclass(frozen=True)
+class ArraysConfig:
+    """NumPy responses plus a CSV per participant (``neural.source: arrays``; ``load_numpy``).
+
+    ``neural.path``: a folder of ``P<n>.npy`` or ``P<n>.npz`` (items x channels x times) with
+    ``P<n>.csv`` (one row per item: ``id_column``, optional ``concept`` and ``session``);
+    optional ``P<n>_test.npy|npz`` + ``P<n>_test.csv`` hold test items, each test image
+    equally often (its repetitions). ``key``: the npz array (null: ``data`` or the only one).
+    Sample times: the npz's ``times``, else ``first_time + arange(n) / sfreq``.
+    """
+
+    key: str | None = None
+    id_column: str = "image_id"
+    sfreq: float | None = None
+    first_time: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(
+            self.sfreq is None or self.sfreq > 0, "neural.arrays.sfreq", self.sfreq, "> 0 or null"
+        )
+
+
+NEURAL_SOURCES = ("things_meg", "things_eeg2", "epochs", "arrays", "simulate")
+
+
+@dataclass(frozen=True)
+class NeuralConfig:
+    """The recordings: THINGS-MEG, THINGS-EEG2, MNE epochs or NumPy files, or the simulator.
+
+    ``path``: the file or folder of the recordings (every source but ``simulate``);
+    ``participants``: the numbers to use (empty: every participant found there). Each source's
+    options sit under its own name (``epochs``, ``things_eeg2``, ``arrays``, ``simulate``).
+    """
+
+    source: Literal["things_meg", "things_eeg2", "epochs", "arrays", "simulate"] = "simulate"
     path: str | None = None
     participants: tuple[int, ...] = ()
     simulate: SimulateConfig = SimulateConfig()
+    epochs: EpochsSourceConfig = EpochsSourceConfig()
+    things_eeg2: ThingsEeg2Config = ThingsEeg2Config()
+    arrays: ArraysConfig = ArraysConfig()
+
+    def __post_init__(self) -> None:
+        if self.source != "simulate" and not self.path:
+            raise UsageError(
+                f"neural.path is missing; source {self.source!r} needs the file or folder "
+                "of the recordings"
+            )
+        if self.source == "epochs" and not self.epochs.image_column:
+            raise UsageError(
+                "neural.epochs.image_column is missing; source 'epochs' needs the metadata "
+                "column naming each epoch's image"
+            )
+        if self.source == "things_eeg2" and not self.things_eeg2.trust_pickle:
+            raise UsageError(
+                "neural.things_eeg2.trust_pickle is false; THINGS-EEG2 files are pickles and "
+                "unpickling can run code: set it to true only if you trust their source"
+            )
+
+    def options(self) -> dict[str, Any]:
+        """The options of the chosen source (empty for ``things_meg``), as plain data."""
+        section = getattr(self, self.source, None)
+        return dataclasses.asdict(section) if section is not None else {}
 
 
 @dataclass(frozen=True)

@@ -362,8 +362,12 @@ def _simulate(state: RunState, out_dir: Path) -> dict[str, Any]:
 
 
 def stage_neural(state: RunState, cache: StageCache) -> None:
-    """The recordings: simulated into ``RUN/neural`` or found at ``neural.path``."""
-    from figureground.neural.things_meg import find_attributes
+    """The recordings: simulated into ``RUN/neural`` or found at ``neural.path``.
+
+    Each participant's entry names its files, its ``source`` and that source's options
+    (:func:`figureground.neural.find_participants`); the simulator writes THINGS-MEG files.
+    """
+    from figureground.neural import find_participants
 
     cfg = state.study.neural
     if cfg.source == "simulate":
@@ -382,29 +386,14 @@ def stage_neural(state: RunState, cache: StageCache) -> None:
         else:
             extra = _simulate(state, out_dir)
             cache.mark_done("neural", key, [out_dir / "ground_truth.json"], **extra)
-        data_dir = out_dir
-        numbers = range(1, sim.participants + 1)
-    else:
-        data_dir = state.study.resolve(cfg.path) if cfg.path else None
-        if data_dir is None or not data_dir.is_dir():
-            raise UsageError(f"neural.path {cfg.path!r} is not a folder of THINGS-MEG files")
-        if (
-            not any(data_dir.glob("preprocessed_P*-epo.fif"))
-            and (data_dir / "derivatives" / "preprocessed").is_dir()
-        ):
-            data_dir = data_dir / "derivatives" / "preprocessed"  # the BIDS root was given
-        numbers = cfg.participants or sorted(
-            int(p.name.split("_P")[1].split("-")[0])
-            for p in data_dir.glob("preprocessed_P*-epo.fif")
-        )
-    for number in numbers:
-        epochs = data_dir / f"preprocessed_P{number}-epo.fif"
-        if not epochs.exists():
-            raise UsageError(f"participant {number}: {epochs} does not exist")
-        state.neural_files[f"P{number}"] = {
-            "epochs": epochs,
-            "attributes": find_attributes(epochs),
-        }
+        numbers = tuple(range(1, sim.participants + 1))
+        state.neural_files.update(find_participants("things_meg", out_dir, {}, numbers))
+        return
+    options = cfg.options()
+    if cfg.source == "things_eeg2" and options.get("metadata"):
+        options["metadata"] = str(state.study.resolve(options["metadata"]))
+    path = state.study.resolve(cfg.path)
+    state.neural_files.update(find_participants(cfg.source, path, options, cfg.participants))
 
 
 def stage_analyses(state: RunState, cache: StageCache) -> None:
@@ -413,6 +402,11 @@ def stage_analyses(state: RunState, cache: StageCache) -> None:
 
     results_dir = state.run_dir / "results"
     inputs = [fingerprint(p["epochs"]) for p in state.neural_files.values()]
+    for files in state.neural_files.values():  # other sources: every file and option counts
+        if files.get("source", "things_meg") != "things_meg":
+            extra = [files.get(k) for k in ("attributes", "test", "test_attributes")]
+            inputs += [fingerprint(Path(f)) for f in extra if f]
+            inputs.append(repr((files["source"], files.get("options"))))
     inputs += [fingerprint(s["store"]) for s in state.feature_stores.values()]
     fields = dataclasses.asdict(state.study.analyses)
     if fields["rsa"]["backend"] == "numpy":  # (left out then: earlier runs keep their keys)

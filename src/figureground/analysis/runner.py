@@ -206,6 +206,12 @@ def run_careful(
             }
     if cfg.noise_ceiling.enabled:
         test = load_test_recordings(neural_files, **window)
+        untested = [p for p in neural_files if p not in test]
+        if untested:
+            summary["notes"].append(
+                f"No test trials for {', '.join(untested)}: their noise ceilings from "
+                "repetitions are not computed (the ceiling across participants still is)."
+            )
         for participant, responses in test.items():
             found = _attempt(
                 summary,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,7 @@ def load_epochs(
     decim: int = 1,
     image_ids: IdSource = None,
     chunk_size: int = 256,
+    epochs: Any = None,
 ) -> xr.DataArray:
     """Any MNE epochs file whose attached metadata names the image of each epoch.
 
@@ -63,12 +65,14 @@ def load_epochs(
     concept_column, session_column : optional metadata columns; the concept defaults to the
         id before its last underscore.
     repetitions : keep repetitions (dims image, repetition, channel, time) instead of averaging.
+    epochs : the file's epochs already read, or a selection of them (e.g. by a metadata
+        query); default: every epoch of ``epochs_path``, read lazily.
     Other parameters as :func:`figureground.neural.things_meg.load`.
     """
     from figureground.neural.things_meg import epochs_source, participant_of, read_epochs_lazy
 
     path = Path(epochs_path)
-    epochs = read_epochs_lazy(path)
+    epochs = read_epochs_lazy(path) if epochs is None else epochs
     metadata = epochs.metadata
     if metadata is None:
         raise DataError(f"{path}: no metadata attached; expected a column naming each image")

@@ -33,14 +33,12 @@ class LazyRecordings(Mapping[str, Any]):
         self._held: tuple[str, Any] | None = None
 
     def __getitem__(self, participant: str) -> Any:
-        from figureground.neural import things_meg
+        from figureground.neural import read_participant
 
         if self._held is None or self._held[0] != participant:
             files = self._files[participant]
             self._held = None  # release the previous participant before reading the next
-            responses = things_meg.load(
-                files["epochs"], files.get("attributes"), trial_type="exp", **self._kwargs
-            )
+            responses = read_participant(files, "exp", **self._kwargs)
             self._held = (participant, responses)
         return self._held[1]
 
@@ -73,16 +71,25 @@ def load_test_recordings(
 ) -> dict[str, Any]:
     """Per-participant test responses, dims (image, repetition, channel, time).
 
-    Participants without test trials are left out (logged).
+    Participants without test trials are left out (logged); a source that has none (MNE
+    epochs without ``test_query``, arrays without ``P<n>_test`` files) is logged once.
     """
-    from figureground.neural import things_meg
+    from figureground.neural import has_test, read_participant
 
+    without = sorted(p for p, files in neural_files.items() if not has_test(files))
+    if without:
+        log.info(
+            "no test trials for %s (neural source %s): noise ceilings from repetitions and "
+            "pairwise decoding are skipped for them",
+            ", ".join(without),
+            neural_files[without[0]].get("source"),
+        )
     found = {}
     for participant, files in neural_files.items():
+        if participant in without:
+            continue
         try:
-            found[participant] = things_meg.load(
-                files["epochs"], files.get("attributes"), trial_type="test", **kwargs
-            )
+            found[participant] = read_participant(files, "test", **kwargs)
         except DataError as exc:
             log.warning("%s: no usable test trials for noise ceilings (%s)", participant, exc)
     return found
