@@ -442,3 +442,32 @@ def test_bad_inputs():
             np.zeros(60),
         )
     assert isinstance(rr.TABLE_COLUMNS, list) and pd.DataFrame(columns=rr.TABLE_COLUMNS).empty
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(
+                not __import__("torch").cuda.is_available(), reason="no CUDA GPU on this machine"
+            ),
+        ),
+    ],
+)
+def test_torch_device_gives_the_numpy_table(device):
+    """The s-step on a torch device (float64) gives the numpy path's table and maps."""
+    from dataclasses import replace
+
+    brain = _brain("figure", seed=3, n_windows=1)
+    settings = replace(SETTINGS, n_null=3, n_boot=50)
+    inputs = (brain["X"], brain["masks"], brain["responses"], brain["times"], brain["sessions"])
+    table, maps = rr.readout_table(*inputs, settings)
+    on_device, maps_device = rr.readout_table(*inputs, settings, device=device)
+    numeric = table.select_dtypes("number").columns
+    np.testing.assert_allclose(
+        on_device[numeric].to_numpy(float), table[numeric].to_numpy(float), rtol=1e-5, atol=1e-7
+    )
+    # numpy sums float32 products, torch float64: the unit-norm maps agree to 1e-4
+    np.testing.assert_allclose(maps_device["s_in"].values, maps["s_in"].values, atol=1e-4)

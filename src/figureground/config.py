@@ -528,7 +528,8 @@ class ReadoutConfig:
     spatial map inside the object, one outside it, and channel weights, fitted by
     ``n_iter`` alternations of ridge; cross-validated over ``n_splits`` session folds. The
     in-mask ratio has a bootstrap interval (``n_boot`` over images) and a null of ``n_null``
-    mask shufflings across images.
+    mask shufflings across images. ``device``: None (numpy) or a torch device for the
+    s-step's normal equations (``cuda`` on a GPU; float64 there, maps equal to 1e-4).
     """
 
     enabled: bool = False
@@ -541,6 +542,7 @@ class ReadoutConfig:
     n_null: int = 20
     n_splits: int = 5
     n_boot: int = 1000
+    device: Literal["cpu", "cuda"] | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ from figureground import logs
 from figureground.analysis.study.inputs import held_first
 from figureground.analysis.study.spatial_inputs import aligned_rows, spatial_layer
 from figureground.config import AnalysesConfig
+from figureground.errors import UsageError
 
 log = logs.get_logger(__name__)
 
@@ -41,6 +42,11 @@ def readout_results(
     from figureground.analysis.readout_ratio import ReadoutSettings, readout_table
 
     ro = cfg.readout
+    if ro.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("analyses.readout.device is cuda but no CUDA GPU is visible")
     if mask_grids is None:
         return pd.DataFrame(), None, ["readout: no object masks (variants/mask) to read"]
     settings = ReadoutSettings(
@@ -80,6 +86,7 @@ def readout_results(
                 np.asarray(responses["time"].values, dtype=np.float64),
                 _sessions(responses),
                 settings,
+                ro.device,
             )
             described = {"participant": participant, **layer.descriptors()}
             tables.append(table.assign(**described))
