@@ -18,9 +18,6 @@ def test_defaults_follow_the_study() -> None:
     study = parse_study({})
     assert study.features.models[0].name == "resnet50"
     assert study.features.models[0].layers == ("layer2",)
-    where = study.analyses
-    assert where.readout.enabled and where.readout.device == "cuda"
-    assert where.mask_partition.enabled and where.sensors.enabled and where.decoding.enabled
     assert study.variants.segmenter == "isnet"
     assert study.analyses.seed.zscore is False
 
@@ -124,3 +121,6 @@ def test_shipped_things_study_file_is_valid() -> None:
     assert study.features.precision == "bf16" and study.analyses.rsa.backend == "torch_cuda"
     assert study.neural.participants == (1, 2, 3, 4)
     assert study.features.models[0].layers == ("layer2",)
+    where = study.analyses
+    assert where.readout.enabled and where.readout.device == "cuda"
+    assert where.mask_partition.enabled and where.sensors.enabled and where.decoding.enabled
