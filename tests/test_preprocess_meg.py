@@ -385,3 +385,28 @@ def test_settings_are_checked():
         decimation_factor(1200.0, PreprocessSettings(sfreq=250.0))
     with pytest.raises(UsageError, match="h_freq"):
         PreprocessSettings(h_freq=0.05)
+
+
+def test_bids_source_preprocesses_in_the_run_and_caches(bids, tmp_path):
+    """``neural.source: bids``: the neural stage preprocesses into RUN/neural/preprocessed,
+    the entries load as THINGS-MEG, and an unchanged second run reuses the stage."""
+    from figureground.analysis.study.inputs import load_recordings
+    from figureground.config import parse_study
+    from figureground.pipeline import RunState, StageCache, stage_neural
+
+    study = parse_study(
+        {"neural": {"source": "bids", "path": str(bids), "bids": {"onset_tolerance": 0.02}}},
+        tmp_path,
+    )
+    run_dir = tmp_path / "run"
+    state = RunState(run_dir=run_dir, study=study)
+    stage_neural(state, StageCache(run_dir))
+    assert list(state.neural_files) == ["P1"]
+    assert state.neural_files["P1"]["epochs"] == (
+        run_dir / "neural" / "preprocessed" / "preprocessed_P1-epo.fif"
+    )
+    responses = load_recordings(state.neural_files)["P1"]
+    assert responses.sizes["channel"] == 271 and responses.sizes["time"] == 281
+    again = RunState(run_dir=run_dir, study=study)
+    stage_neural(again, StageCache(run_dir))
+    assert again.skipped == ["neural"] and again.neural_files == state.neural_files

@@ -193,7 +193,44 @@ class ArraysConfig:
         )
 
 
-NEURAL_SOURCES = ("things_meg", "things_eeg2", "epochs", "arrays", "simulate")
+@dataclass(frozen=True)
+class BidsSourceConfig:
+    """Raw THINGS-MEG BIDS runs, preprocessed in the run (``neural.source: bids``).
+
+    ``neural.path``: the BIDS root (ds004212). Each participant is preprocessed by
+    ``figureground.neural.preprocess`` into ``RUN/neural/preprocessed`` (resumed per run);
+    the defaults are the authors' ``MEG/step1_preprocessing.py``: 0.1-40 Hz, -0.1..1.3 s,
+    z-score against the baseline, 200 Hz, ``MRO11-1609`` dropped. ``check_onsets``,
+    ``onset_tolerance`` and ``lag_tolerance`` (seconds) are our photodiode checks
+    (docs/raw_meg.md; unverified on the real recordings).
+    """
+
+    l_freq: float = 0.1
+    h_freq: float = 40.0
+    tmin: float = -0.1
+    tmax: float = 1.3
+    baseline_mode: Literal["zscore", "mean", "ratio", "percent", "logratio", "zlogratio"] = "zscore"
+    sfreq: float = 200.0
+    bad_channels: tuple[str, ...] = ("MRO11-1609",)
+    check_onsets: bool = True
+    onset_tolerance: float = 0.02
+    lag_tolerance: float = 0.05
+
+    def __post_init__(self) -> None:
+        key = "neural.bids"
+        _require(0 <= self.l_freq < self.h_freq, f"{key}.l_freq", self.l_freq, "0 <= l < h_freq")
+        window = (self.tmin, self.tmax)
+        _require(self.tmin < 0 < self.tmax, f"{key}.tmin", window, "tmin < 0 < tmax")
+        _require(self.sfreq > 0, f"{key}.sfreq", self.sfreq, "a positive rate in Hz")
+        _require(
+            self.onset_tolerance >= 0 and self.lag_tolerance >= 0,
+            f"{key}.onset_tolerance",
+            (self.onset_tolerance, self.lag_tolerance),
+            "seconds >= 0",
+        )
+
+
+NEURAL_SOURCES = ("things_meg", "things_eeg2", "epochs", "arrays", "bids", "simulate")
 
 
 @dataclass(frozen=True)
@@ -202,16 +239,20 @@ class NeuralConfig:
 
     ``path``: the file or folder of the recordings (every source but ``simulate``);
     ``participants``: the numbers to use (empty: every participant found there). Each source's
-    options sit under its own name (``epochs``, ``things_eeg2``, ``arrays``, ``simulate``).
+    options sit under its own name (``epochs``, ``things_eeg2``, ``arrays``, ``bids``,
+    ``simulate``).
     """
 
-    source: Literal["things_meg", "things_eeg2", "epochs", "arrays", "simulate"] = "simulate"
+    source: Literal["things_meg", "things_eeg2", "epochs", "arrays", "bids", "simulate"] = (
+        "simulate"
+    )
     path: str | None = None
     participants: tuple[int, ...] = ()
     simulate: SimulateConfig = SimulateConfig()
     epochs: EpochsSourceConfig = EpochsSourceConfig()
     things_eeg2: ThingsEeg2Config = ThingsEeg2Config()
     arrays: ArraysConfig = ArraysConfig()
+    bids: BidsSourceConfig = BidsSourceConfig()
 
     def __post_init__(self) -> None:
         if self.source != "simulate" and not self.path:

@@ -361,6 +361,37 @@ def _simulate(state: RunState, out_dir: Path) -> dict[str, Any]:
     return {"driven_by": f"pixels ({sim.position})", "layer": ""}
 
 
+def _preprocess_bids(state: RunState, cache: StageCache, out_dir: Path) -> tuple[int, ...]:
+    """Preprocess the BIDS root's participants into ``out_dir``; their numbers.
+
+    Cached as the ``neural`` stage on the options and the BIDS tree's names, sizes and
+    times; inside, each run is resumed on its own (``preprocess_participant``). A bad run
+    is logged in one line and left out; the participant's other runs go on.
+    """
+    from figureground.neural.preprocess import PreprocessSettings, participant_number
+    from figureground.neural.preprocess_io import preprocess_participant
+
+    cfg = state.study.neural
+    root = state.study.resolve(cfg.path)
+    if not root.is_dir():
+        raise UsageError(f"neural.path {cfg.path!r} is not a BIDS folder (expected ds004212)")
+    labels = sorted(p.name.removeprefix("sub-") for p in root.glob("sub-*") if p.is_dir())
+    numbers = cfg.participants or tuple(int(participant_number(label)) for label in labels)
+    options = dataclasses.asdict(cfg.bids)
+    key = params_hash([options, list(numbers), fingerprint(root)])
+    outputs = [out_dir / f"preprocessed_P{n}-epo.fif" for n in numbers]
+    if cache.is_done("neural", key) and all(path.exists() for path in outputs):
+        state.skipped.append("neural")
+        return tuple(numbers)
+    settings = PreprocessSettings(**{**options, "bad_channels": tuple(cfg.bids.bad_channels)})
+    failed = []
+    for number in numbers:
+        result = preprocess_participant(root, number, out_dir, settings)
+        failed += [f"P{number} {run}: {reason}" for run, reason in result.failed]
+    cache.mark_done("neural", key, outputs, failed_runs=failed)
+    return tuple(numbers)
+
+
 def stage_neural(state: RunState, cache: StageCache) -> None:
     """The recordings: simulated into ``RUN/neural`` or found at ``neural.path``.
 
@@ -387,6 +418,11 @@ def stage_neural(state: RunState, cache: StageCache) -> None:
             extra = _simulate(state, out_dir)
             cache.mark_done("neural", key, [out_dir / "ground_truth.json"], **extra)
         numbers = tuple(range(1, sim.participants + 1))
+        state.neural_files.update(find_participants("things_meg", out_dir, {}, numbers))
+        return
+    if cfg.source == "bids":
+        out_dir = state.run_dir / "neural" / "preprocessed"
+        numbers = _preprocess_bids(state, cache, out_dir)
         state.neural_files.update(find_participants("things_meg", out_dir, {}, numbers))
         return
     options = cfg.options()
