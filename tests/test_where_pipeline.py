@@ -147,6 +147,8 @@ def test_sensor_effects_use_the_real_sensor_names(run_dir: Path) -> None:
     np.testing.assert_allclose(group["value"].loc[mean.index], mean.to_numpy(), atol=1e-5)
     clusters = _csv(run_dir, "sensor_clusters.csv")
     assert (clusters["min_p"] == 0.25).all()  # 3 participants, two-sided: 2 / 2**3
+    notes = json.loads((run_dir / "results" / "summary.json").read_text())["notes"]
+    assert any("smallest attainable cluster p is 0.25" in note for note in notes)
 
 
 def test_decoding_finds_the_images_and_tells_figure_from_ground(run_dir: Path) -> None:

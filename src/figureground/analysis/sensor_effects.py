@@ -535,8 +535,8 @@ def sensor_cluster_test(
     threshold = default_threshold(n_participants, tail) if threshold is None else float(threshold)
     min_p = min_attainable_p(n_participants, n_permutations, tail)
     exact = 2 ** (n_participants - (tail == 0)) <= int(n_permutations)
-    if min_p > 0.05:
-        log.warning(
+    if min_p > 0.05:  # expected with THINGS-MEG's 4: the table's min_p and the report say so
+        log.info(
             "sensor cluster test: with %d participants the smallest attainable cluster p is "
             "%.4g (%s sign flips); no cluster can reach p < 0.05",
             n_participants,

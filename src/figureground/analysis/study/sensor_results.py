@@ -192,6 +192,13 @@ def sensor_results(
             )
         )
         study.maps[key] = (stacked, clusters)
+    floors = [float(c.attrs.get("min_p", 0.0)) for _, c in study.maps.values() if c is not None]
+    if floors and min(floors) > 0.05:
+        study.notes.append(
+            f"Sensor cluster tests: with {len(participants)} participants the smallest "
+            f"attainable cluster p is {min(floors):.3g}, so no sensor cluster can reach "
+            "p < 0.05; the topomaps are descriptive."
+        )
     study.table = pd.concat(tables, ignore_index=True)
     study.clusters = (
         pd.concat(cluster_tables, ignore_index=True) if cluster_tables else pd.DataFrame()
