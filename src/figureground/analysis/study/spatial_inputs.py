@@ -112,30 +112,6 @@ def aligned_rows(layer_ids: Sequence[str], meg_ids: Sequence[str]) -> tuple[np.n
     return np.array([position[i] for i in shared], dtype=int), shared
 
 
-class RowsOf:
-    """A lazy view of ``maps`` at ``rows`` (sorted reads, chunk by chunk)."""
-
-    def __init__(self, maps: Any, rows: np.ndarray) -> None:
-        self._maps = maps
-        self._rows = np.asarray(rows, dtype=int)
-        self.shape = (len(self._rows), *tuple(maps.shape[1:]))
-        self.ndim = len(self.shape)
-        self.dtype = np.dtype(maps.dtype)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        wanted = self._rows[index]
-        if np.ndim(wanted) == 0:
-            return np.asarray(self._maps[int(wanted)])
-        if wanted.size == 0:
-            return np.zeros((0, *self.shape[1:]), dtype=self.dtype)
-        low, high = int(wanted.min()), int(wanted.max()) + 1
-        block = np.asarray(self._maps[low:high])
-        return block[wanted - low]
-
-
 def source_root(variants_csv: Path) -> Path | None:
     """The stimulus root a variants run read its images from (``variants.json``)."""
     meta = Path(variants_csv).parent / "variants.json"

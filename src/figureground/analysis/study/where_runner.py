@@ -85,10 +85,8 @@ def run_where(
 ) -> None:
     """Run the enabled analyses of this module; write their files and summary sections."""
     _clear_stale(cfg, results_dir)
-    wanted = (
-        cfg.mask_partition.enabled or cfg.readout.enabled or cfg.sensors.enabled
-    ) or cfg.decoding.enabled
-    if not wanted:
+    sections = (cfg.mask_partition, cfg.readout, cfg.sensors, cfg.decoding)
+    if not any(section.enabled for section in sections):
         return
     window = response_window(cfg)
     stores = select_stores(feature_stores, cfg.models)
