@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime
 import shutil
-import warnings
 from pathlib import Path
 
 import mne
@@ -12,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bids_fixture import SFREQ, SUBJECT, bids_path, events_path, make_raw, write_events, write_run
 from figureground import cli
 from figureground.errors import DataError, UsageError
 from figureground.neural import sensors, things_meg
@@ -34,68 +33,15 @@ from figureground.neural.preprocess_io import (
     preprocess_participant,
 )
 
-SFREQ = 1200.0
 N_SAMPLES = 5400  # 4.5 s per run
 ONSETS = (360, 1500, 2580, 3720)  # photodiode onsets (events.tsv sample), > 1000 apart
-TRIGGER_LAG = 36  # samples from trigger to photodiode onset (30 ms), plus +-1 jitter
 TRIAL_TYPES = {"01": ("exp", "test", "exp", "catch"), "02": ("exp", "catch", "test", "exp")}
-SUBJECT = "BIGMEG1"
-
-
-def _channel_names() -> tuple[list[str], list[str], list[str]]:
-    """All channels in ds004212's channels.tsv order (a few references), MEG sensors, types."""
-    kept = sensors.things_meg_channel_names()
-    at = kept.index("MRO12-1609")
-    meg = [*kept[:at], "MRO11-1609", *kept[at:]]
-    names = ["SCLK01-177", "BG1-1609", "G11-1609", *meg]
-    names += ["UADC009-2104", "UADC010-2104", "UADC013-2104", "UADC016-2104", "UPPT001"]
-    types = ["misc", "ref_meg", "ref_meg"] + ["mag"] * len(meg) + ["misc"] * 4 + ["stim"]
-    return names, meg, types
-
-
-def _info() -> mne.Info:
-    """Channels as MNE's CTF reader makes them: sensors FIFFV_MEG_CH with CTF coils."""
-    from mne.io.constants import FIFF
-
-    names, meg, types = _channel_names()
-    info = mne.create_info(names, SFREQ, types)
-    positions = sensors.sensor_positions(meg)
-    frames = sensors.coil_frames(positions)
-    where = {name: k for k, name in enumerate(meg)}
-    for channel in info["chs"]:
-        name = channel["ch_name"]
-        if name in where:
-            channel["coil_type"] = FIFF.FIFFV_COIL_CTF_GRAD
-            channel["loc"][:3] = positions[where[name]]
-            channel["loc"][3:12] = frames[where[name]]
-        elif channel["kind"] == FIFF.FIFFV_REF_MEG_CH:
-            channel["coil_type"] = FIFF.FIFFV_COIL_CTF_REF_MAG
-    info["dev_head_t"] = mne.transforms.Transform("meg", "head")
-    return info
+_bids_path, _write_events = bids_path, write_events
 
 
 def _raw(rng: np.random.Generator, onsets: np.ndarray) -> mne.io.RawArray:
     """Noise + drift + an evoked bump after each onset; triggers and photodiode as ds004212."""
-    names, meg, _ = _channel_names()
-    data = rng.standard_normal((len(names), N_SAMPLES)) * 1e-13
-    drift = np.linspace(0.0, 5e-13, N_SAMPLES) * rng.standard_normal((len(names), 1))
-    data += drift
-    bump = np.exp(-0.5 * ((np.arange(600) - 200) / 40.0) ** 2) * 3e-13
-    for onset in onsets:
-        data[3 : 3 + len(meg), onset : onset + 600] += bump * rng.standard_normal((len(meg), 1))
-    trigger = np.zeros(N_SAMPLES)
-    lags = TRIGGER_LAG + rng.integers(-1, 2, len(onsets))
-    for onset, lag in zip(onsets, lags, strict=True):
-        trigger[onset - lag : onset - lag + 10] = 64
-    trigger[N_SAMPLES - 100 : N_SAMPLES - 90] = 32  # end-of-run trigger
-    photodiode = rng.standard_normal(N_SAMPLES) * 0.01
-    for onset in onsets:
-        photodiode[onset : onset + 600] += 4.0
-    data[names.index("UPPT001")] = trigger
-    data[names.index("UADC016-2104")] = photodiode
-    raw = mne.io.RawArray(data, _info(), verbose="error")
-    raw.set_meas_date(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
-    return raw
+    return make_raw(rng, onsets, N_SAMPLES)
 
 
 def _trials(session: int, run: str) -> pd.DataFrame:
@@ -141,48 +87,16 @@ def _trials(session: int, run: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(ATTRIBUTE_COLUMNS))
 
 
-def _write_events(path: Path, trials: pd.DataFrame, samples) -> None:
-    """events.tsv with ds004212's header and its literal ``N/A`` for catch trials."""
-    lines = ["onset\tduration\ttrial_type\tthings_category_nr\tvalue\tsample"]
-    for row, sample in zip(trials.itertuples(), samples, strict=True):
-        missing = row.trial_type == "catch"
-        category = "N/A" if missing else f"{row.things_category_nr:.1f}"
-        value = "N/A" if missing else f"{row.things_image_nr:.1f}"
-        lines.append(f"{sample / SFREQ!r}\t0.5\t{row.trial_type}\t{category}\t{value}\t{sample}")
-    path.write_text("\n".join(lines) + "\n")
-
-
-def _bids_path(root: Path, session: str, run: str):
-    from mne_bids import BIDSPath
-
-    return BIDSPath(
-        subject=SUBJECT, session=session, task="main", run=run, datatype="meg", root=root
-    )
-
-
 @pytest.fixture(scope="module")
 def bids(tmp_path_factory) -> Path:
-    from mne_bids import write_raw_bids
-
     root = tmp_path_factory.mktemp("ds004212")
     rng = np.random.default_rng(7)
     tables = []
     for session in ("01", "02"):
         for run in ("01", "02"):
-            path = _bids_path(root, session, run)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                write_raw_bids(
-                    _raw(rng, np.array(ONSETS)),
-                    path,
-                    format="FIF",
-                    allow_preload=True,
-                    verbose="error",
-                )
+            write_run(root, session, run, _raw(rng, np.array(ONSETS)))
             trials = _trials(int(session), run)
-            _write_events(
-                path.copy().update(suffix="events", extension=".tsv").fpath, trials, ONSETS
-            )
+            _write_events(events_path(root, session, run), trials, ONSETS)
             tables.append(trials)
     (root / "sourcedata").mkdir()
     pd.concat(tables).to_csv(root / "sourcedata" / "sample_attributes_P1.csv", index=False)

@@ -202,7 +202,8 @@ class BidsSourceConfig:
     the defaults are the authors' ``MEG/step1_preprocessing.py``: 0.1-40 Hz, -0.1..1.3 s,
     z-score against the baseline, 200 Hz, ``MRO11-1609`` dropped. ``check_onsets``,
     ``onset_tolerance`` and ``lag_tolerance`` (seconds) are our photodiode checks
-    (docs/raw_meg.md; unverified on the real recordings).
+    (docs/raw_meg.md; unverified on the real recordings). ``eye_tracking``: also epoch the
+    EyeLink channels into ``gaze_P{n}.npz`` (``analyses.gaze`` reads them).
     """
 
     l_freq: float = 0.1
@@ -215,6 +216,7 @@ class BidsSourceConfig:
     check_onsets: bool = True
     onset_tolerance: float = 0.02
     lag_tolerance: float = 0.05
+    eye_tracking: bool = True
 
     def __post_init__(self) -> None:
         key = "neural.bids"
@@ -473,6 +475,52 @@ class StrataConfig:
         _require(self.min_images >= 3, "analyses.strata.min_images", self.min_images, ">= 3")
 
 
+GAZE_MODES = ("report", "exclude", "stratify", "regress")
+
+
+@dataclass(frozen=True)
+class GazeConfig:
+    """Where the participants looked, per trial, from the recordings' eye tracking.
+
+    Needs gaze epochs (``neural.source: bids`` with ``neural.bids.eye_tracking``) and the
+    variants' object masks. Writes ``gaze.csv`` (one row per experiment trial: gaze on the
+    object, distance from the mask, fixation stability; ``figureground.neural.gaze_metrics``)
+    and the report's gaze figure. ``tmin`` / ``tmax`` (s): the post-onset window of the
+    metrics (default 0..0.5 s, THINGS-MEG's 500 ms presentation). ``mode``:
+
+    - ``report``: metrics and figure only;
+    - ``exclude``: the analyses drop trials with less than ``min_valid_share`` valid gaze
+      samples or, when set, less than ``min_on_object`` of them on the object;
+    - ``stratify``: the RSA's figure-vs-ground result per participant for trials with gaze on
+      the object at or above ``split`` (None: the participant's median) and below it
+      (``gaze_strata.csv``), each stratum needing ``min_images``;
+    - ``regress``: the gaze on the object and the distance from the mask are regressed out of
+      every channel and time point across images before the analyses.
+    """
+
+    enabled: bool = False
+    mode: Literal["report", "exclude", "stratify", "regress"] = "report"
+    tmin: float = 0.0
+    tmax: float | None = 0.5
+    min_valid_share: float = 0.5
+    min_on_object: float | None = None
+    split: float | None = None
+    min_images: int = 4
+    density_bins: int = 48
+
+    def __post_init__(self) -> None:
+        key = "analyses.gaze"
+        _require(self.mode in GAZE_MODES, f"{key}.mode", self.mode, " | ".join(GAZE_MODES))
+        _require(self.tmax is None or self.tmax > self.tmin, f"{key}.tmax", self.tmax, "> tmin")
+        for name in ("min_valid_share", "min_on_object", "split"):
+            value = getattr(self, name)
+            _require(
+                value is None or 0.0 <= value <= 1.0, f"{key}.{name}", value, "a share in 0..1"
+            )
+        _require(self.min_images >= 3, f"{key}.min_images", self.min_images, ">= 3")
+        _require(self.density_bins >= 4, f"{key}.density_bins", self.density_bins, ">= 4")
+
+
 VIEWS = ("flat", "global", "grid2", "grid4", "region")
 
 
@@ -707,6 +755,7 @@ class AnalysesConfig:
     readout: ReadoutConfig = ReadoutConfig()
     sensors: SensorsConfig = SensorsConfig()
     decoding: DecodingConfig = DecodingConfig()
+    gaze: GazeConfig = GazeConfig()
     views: tuple[Literal["flat", "global", "grid2", "grid4", "region"], ...] = (
         "flat",
         "global",

@@ -386,7 +386,7 @@ def _preprocess_bids(state: RunState, cache: StageCache, out_dir: Path) -> tuple
     settings = PreprocessSettings(**{**options, "bad_channels": tuple(cfg.bids.bad_channels)})
     failed = []
     for number in numbers:
-        result = preprocess_participant(root, number, out_dir, settings)
+        result = preprocess_participant(root, number, out_dir, settings, scheduler=state.scheduler)
         failed += [f"P{number} {run}: {reason}" for run, reason in result.failed]
     cache.mark_done("neural", key, outputs, failed_runs=failed)
     return tuple(numbers)
@@ -438,6 +438,7 @@ def stage_analyses(state: RunState, cache: StageCache) -> None:
 
     results_dir = state.run_dir / "results"
     inputs = [fingerprint(p["epochs"]) for p in state.neural_files.values()]
+    inputs += [fingerprint(Path(p["gaze"])) for p in state.neural_files.values() if p.get("gaze")]
     for files in state.neural_files.values():  # other sources: every file and option counts
         if files.get("source", "things_meg") != "things_meg":
             extra = [files.get(k) for k in ("attributes", "test", "test_attributes")]

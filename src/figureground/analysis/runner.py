@@ -44,6 +44,7 @@ from figureground.analysis.study.ceilings import (
 from figureground.analysis.study.clusters import cluster_tests
 from figureground.analysis.study.columns import ALL_IMAGES, CEILING_COLUMNS, SEED_COLUMNS
 from figureground.analysis.study.encoding_results import encoding_results
+from figureground.analysis.study.gaze_results import run_gaze
 from figureground.analysis.study.inputs import (
     _post_stimulus,
     load_recordings,
@@ -354,6 +355,9 @@ def run_analyses(
     truth = _ground_truth(neural_files)
     if truth is not None:
         summary["ground_truth"] = truth
+    neural_files = run_gaze(
+        cfg, neural_files, feature_stores, results_dir, summary, variants_csv
+    )  # analyses.gaze: gaze.csv, and trials excluded or gaze regressed out for what follows
     if not cfg.seed.enabled:  # an earlier run's seed results must not outlive the setting
         (results_dir / "seed_distance.csv").unlink(missing_ok=True)
     if cfg.seed.enabled:

@@ -48,6 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the photodiode and lag checks (the trigger count is always checked)",
     )
+    parser.add_argument(
+        "--no-eye-tracking",
+        action="store_true",
+        help="do not epoch the EyeLink channels into gaze_P{n}.npz",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default="serial",
+        help="where the runs are computed, one task each: serial (default), local[:N] (a Dask "
+        "LocalCluster) or a Dask scheduler address such as tcp://host:8786",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,12 +72,18 @@ def run(args: argparse.Namespace) -> int:
         onset_tolerance=args.onset_tolerance,
         lag_tolerance=args.lag_tolerance,
         check_onsets=not args.no_onset_checks,
+        eye_tracking=not args.no_eye_tracking,
     )
     out = Path(args.out) if args.out else Path(args.bids_root) / "derivatives" / "preprocessed"
     any_failed = False
     for participant in args.participant:
         result = preprocess_participant(
-            args.bids_root, participant, out, settings, resume=not args.no_resume
+            args.bids_root,
+            participant,
+            out,
+            settings,
+            resume=not args.no_resume,
+            scheduler=args.scheduler,
         )
         print(result.epochs_path)
         any_failed |= bool(result.failed)

@@ -9,8 +9,9 @@ importing this package stays light.
 
 A participant's entry (``neural_files["P<n>"]``) holds ``epochs`` (the main file, which the
 run fingerprints), ``attributes`` (a side file or None), ``test`` (the test-trial file or
-None), ``source`` and ``options`` (the study file's options of that source). An entry without
-``source`` is THINGS-MEG.
+None), ``source`` and ``options`` (the study file's options of that source); THINGS-MEG
+entries also ``gaze`` (``gaze_P<n>.npz`` beside the epochs, from ``preprocess-meg``, or
+None). An entry without ``source`` is THINGS-MEG.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def _find_things_meg(path: Path, options: Mapping[str, Any]) -> dict[int, dict[s
         number = _number(r"preprocessed_P(\d+)-epo\.fif", file.name)
         if number is not None:
             found[number] = _entry("things_meg", file, find_attributes(file))
+            gaze = file.with_name(f"gaze_P{number}.npz")  # written by preprocess-meg
+            found[number]["gaze"] = gaze if gaze.is_file() else None
     return found
 
 

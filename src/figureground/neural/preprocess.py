@@ -96,6 +96,7 @@ class PreprocessSettings:
     check_onsets: bool = True
     catch_code: int = 999999  # event code of rows whose value is N/A (catch trials)
     dropouts: tuple[Dropout, ...] = AUTHORS_DROPOUTS
+    eye_tracking: bool = True  # epoch the EyeLink channels too (figureground.neural.gaze)
 
     def __post_init__(self) -> None:
         if not 0 <= self.l_freq < self.h_freq:
@@ -193,6 +194,36 @@ def find_runs(bids_root: str | Path, participant: str | int) -> list[RunFile]:
     if not runs:
         raise UsageError(f"no MEG runs of sub-{label} under {bids_root}")
     return sorted(runs, key=lambda run: run.name)
+
+
+def missing_runs(bids_root: str | Path, runs: list[RunFile]) -> list[tuple[str, str]]:
+    """Runs of the participant that are named in the tree but have no recording.
+
+    A run is missing when its ``_events.tsv`` exists without a raw file, or when the
+    session's ``_scans.tsv`` lists a MEG file that is not there. Returns (run, reason) pairs.
+    """
+    if not runs:
+        return []
+    subject = Path(bids_root) / f"sub-{runs[0].subject}"
+    have = {run.name for run in runs}
+    missing: dict[str, str] = {}
+    for events in sorted(subject.rglob("meg/*_events.tsv")):
+        name = events.name.removesuffix("_events.tsv")
+        if name not in have:
+            missing[name] = f"{events.name} has no raw recording beside it"
+    for scans in sorted(subject.rglob("*_scans.tsv")):
+        try:
+            listed = pd.read_csv(scans, sep="\t", dtype=str)["filename"]
+        except (OSError, KeyError, ValueError, pd.errors.ParserError):
+            continue
+        for filename in listed.dropna():
+            path = scans.parent / filename
+            if "/meg/" not in f"/{filename}" or path.exists():
+                continue
+            name = re.sub(r"(_split-\d+)?_meg\.[a-z]+$", "", Path(filename).name)
+            if name not in have:
+                missing.setdefault(name, f"{scans.name} lists {filename}, which is missing")
+    return sorted(missing.items())
 
 
 def read_events_tsv(events_path: Path, settings: PreprocessSettings, name: str) -> pd.DataFrame:
@@ -349,6 +380,44 @@ def preprocess_run(
     from its ``value``). Raises DataError naming the run when the file cannot be read, the
     events.tsv is missing, or onsets, triggers and photodiode disagree.
     """
+    return preprocess_run_with_gaze(raw_path, events_tsv, settings)[0]
+
+
+def run_gaze(raw, onsets: np.ndarray, settings: PreprocessSettings, name: str):
+    """(event, 2, time) gaze x, y (deg) of a run's events at the raw rate, or None.
+
+    The eye channels are converted and cleaned over the whole run as the authors do
+    (:func:`figureground.neural.gaze.epoch_gaze`, at the raw rate); events whose window
+    leaves the recording (MNE drops their epochs) get NaN. None, with one logged line, when
+    ``eye_tracking`` is off or the run lacks an eye channel: its MEG is still used.
+    """
+    from figureground.neural.gaze import GazeSettings, epoch_gaze, epoch_offsets
+
+    if not settings.eye_tracking:
+        return None
+    gaze_settings = dataclasses.replace(GazeSettings(), sfreq=float(raw.info["sfreq"]))
+    missing = [channel for channel in gaze_settings.channels if channel not in raw.ch_names]
+    if missing:
+        log.warning("%s: no eye-tracking channel %s; its trials have no gaze", name, missing)
+        return None
+    offsets = epoch_offsets(settings.tmin, settings.tmax, gaze_settings.sfreq)
+    inside = (onsets + offsets[0] >= 0) & (onsets + offsets[-1] < raw.n_times)
+    gaze = np.full((len(onsets), 2, offsets.size), np.nan, dtype=np.float32)
+    if not inside.any():
+        return gaze
+    events = onsets[inside] + raw.first_samp
+    try:
+        gaze[inside] = epoch_gaze(raw, events, settings.tmin, settings.tmax, gaze_settings)
+    except DataError as exc:
+        log.warning("%s: eye tracking unusable (%s); its trials have no gaze", name, exc)
+        return None
+    return gaze
+
+
+def preprocess_run_with_gaze(
+    raw_path: str | Path, events_tsv: str | Path, settings: PreprocessSettings | None = None
+):
+    """:func:`preprocess_run` and the gaze of its kept epochs (:func:`run_gaze`, or None)."""
     import mne
 
     settings = settings or PreprocessSettings()
@@ -374,6 +443,7 @@ def preprocess_run(
     check_onsets(
         onsets, _triggers(raw, settings, name), photodiode, raw.info["sfreq"], settings, name
     )
+    gaze = run_gaze(raw, onsets, settings, name)
     try:
         raw.filter(l_freq=settings.l_freq, h_freq=settings.h_freq, verbose="error")
         events = np.column_stack(
@@ -406,7 +476,7 @@ def preprocess_run(
         )
     if len(epochs) < len(events):
         log.warning("%s: %d of %d epochs dropped", name, len(events) - len(epochs), len(events))
-    return epochs
+    return epochs, None if gaze is None else gaze[epochs.selection]
 
 
 def zscore_baseline(epochs, settings: PreprocessSettings):
@@ -444,3 +514,14 @@ def decimate(epochs, settings: PreprocessSettings):
     """Keep every n-th sample (grid through t = 0), as ``Epochs.decimate``; no extra filter."""
     factor = decimation_factor(epochs.info["sfreq"], settings)
     return epochs.decimate(factor, verbose="error")
+
+
+def gaze_at(gaze: np.ndarray, raw_sfreq: float, tmin: float, times: np.ndarray) -> np.ndarray:
+    """The samples of raw-rate gaze epochs (starting at ``tmin``) at the epochs' ``times``."""
+    from figureground.neural.gaze import epoch_times
+
+    raw_times = epoch_times(tmin, float(times[-1]) + 0.5 / raw_sfreq, raw_sfreq)
+    index = np.rint((np.asarray(times) - raw_times[0]) * raw_sfreq).astype(np.int64)
+    if index.min() < 0 or index.max() >= gaze.shape[-1]:
+        raise DataError(f"gaze epochs of {gaze.shape[-1]} samples do not cover times {times}")
+    return gaze[..., index]

@@ -23,6 +23,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,15 +35,17 @@ from figureground.neural.preprocess import (
     RunFile,
     decimate,
     find_runs,
+    gaze_at,
+    missing_runs,
     participant_number,
-    preprocess_run,
+    preprocess_run_with_gaze,
     subject_label,
     zscore_baseline,
 )
 
 log = logs.get_logger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: gaze epochs cached beside the MEG
 INT32_MAX = 2**31 - 1
 
 
@@ -54,6 +57,7 @@ class CachedRun:
     epochs: object  # mne.Epochs at the output rate
     raw_sfreq: float
     n_events: int  # events.tsv rows (epochs dropped by MNE included)
+    gaze: np.ndarray | None = None  # (epoch, 2, time) gaze x, y (deg) at the output rate
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,18 @@ class ParticipantResult:
     computed: tuple[str, ...]
     reused: tuple[str, ...]
     failed: tuple[tuple[str, str], ...]  # (run, one-line reason)
+    gaze_path: Path | None = None
 
 
 def cache_paths(out_dir: Path, run: RunFile) -> tuple[Path, Path]:
     """The cached epochs and JSON record of ``run`` under ``out_dir``."""
     folder = Path(out_dir) / "runs" / f"sub-{run.subject}"
     return folder / f"{run.name}-epo.fif", folder / f"{run.name}.json"
+
+
+def gaze_cache_path(out_dir: Path, run: RunFile) -> Path:
+    """The cached gaze epochs (``.npy``, float32) of ``run`` under ``out_dir``."""
+    return cache_paths(out_dir, run)[0].with_name(f"{run.name}-gaze.npy")
 
 
 def _stamp(path: Path) -> list[int] | None:
@@ -111,15 +121,20 @@ def load_cached_run(out_dir: Path, run: RunFile, settings: PreprocessSettings) -
         return None
     try:
         epochs = mne.read_epochs(epochs_path, preload=False, verbose="error")
+        gaze = None
+        if record.get("gaze"):
+            gaze = np.load(gaze_cache_path(out_dir, run), allow_pickle=False)
+            if gaze.shape != (len(epochs), 2, len(epochs.times)):
+                raise ValueError(f"gaze cache of shape {gaze.shape}")
     except Exception as exc:  # a damaged cache is recomputed, never trusted
         log.warning("%s: cache unreadable (%s); recomputing", run.name, type(exc).__name__)
         return None
-    return CachedRun(run, epochs, float(record["raw_sfreq"]), int(record["n_events"]))
+    return CachedRun(run, epochs, float(record["raw_sfreq"]), int(record["n_events"]), gaze)
 
 
 def compute_run(out_dir: Path, run: RunFile, settings: PreprocessSettings) -> CachedRun:
     """Epoch, z-score and decimate ``run``, then cache it (epochs first, record last)."""
-    epochs = preprocess_run(run.raw_path, run.events_path, settings)
+    epochs, gaze = preprocess_run_with_gaze(run.raw_path, run.events_path, settings)
     raw_sfreq, n_events = float(epochs.info["sfreq"]), len(epochs.drop_log)
     zscore_baseline(epochs, settings)
     decimate(epochs, settings)
@@ -130,11 +145,22 @@ def compute_run(out_dir: Path, run: RunFile, settings: PreprocessSettings) -> Ca
     partial = epochs_path.with_name(f"{run.name}.partial-epo.fif")
     epochs.save(partial, overwrite=True, fmt="single", verbose="error")
     os.replace(partial, epochs_path)
-    record = _record(run, settings) | {"raw_sfreq": raw_sfreq, "n_events": n_events}
+    if gaze is not None:
+        gaze = gaze_at(gaze, raw_sfreq, settings.tmin, epochs.times).astype(np.float32)
+        gaze_path = gaze_cache_path(out_dir, run)
+        partial_gaze = gaze_path.with_name(f"{run.name}.partial-gaze.npy")
+        np.save(partial_gaze, gaze, allow_pickle=False)
+        os.replace(partial_gaze, gaze_path)
+    record = _record(run, settings) | {
+        "raw_sfreq": raw_sfreq,
+        "n_events": n_events,
+        "gaze": gaze is not None,
+    }
     partial_record = record_path.with_suffix(".partial")
     partial_record.write_text(json.dumps(record, indent=1))
     os.replace(partial_record, record_path)
-    return load_cached_run(out_dir, run, settings) or CachedRun(run, epochs, raw_sfreq, n_events)
+    cached = load_cached_run(out_dir, run, settings)
+    return cached or CachedRun(run, epochs, raw_sfreq, n_events, gaze)
 
 
 def authors_event_samples(samples: list[np.ndarray], tmax: float, raw_sfreq: float) -> np.ndarray:
@@ -223,22 +249,63 @@ def run_metadata(csv_path: Path, runs: list[CachedRun]) -> tuple[pd.DataFrame, b
     return rows.reset_index(drop=True), whole
 
 
-def _process_runs(out: Path, runs: list[RunFile], settings, resume: bool):
-    done, computed, reused, failed = [], [], [], []
-    for run in logs.progress(runs, total=len(runs), desc=f"preprocess sub-{runs[0].subject}"):
-        cached = load_cached_run(out, run, settings) if resume else None
-        if cached is not None:
-            reused.append(run.name)
-        else:
-            try:
-                cached = compute_run(out, run, settings)
-            except DataError as exc:
-                log.warning("skipped run %s", exc)
-                failed.append((run.name, str(exc)))
-                continue
-            computed.append(run.name)
-        done.append(cached)
-    return done, computed, reused, failed
+def _compute_task(run: RunFile, out: Path, settings: PreprocessSettings) -> tuple[str, str | None]:
+    """One Dask task: compute and cache ``run``; (name, None) or (name, the one-line reason)."""
+    try:
+        compute_run(out, run, settings)
+    except DataError as exc:
+        return run.name, str(exc)
+    return run.name, None
+
+
+def _process_runs(
+    out: Path, runs: list[RunFile], settings: PreprocessSettings, resume: bool, scheduler: Any
+):
+    """Cached runs in run order, and the names computed, reused and failed.
+
+    Runs without an up-to-date cache are computed one task per run (``scheduler``: serial, a
+    Dask address or client; each task writes its run's cache, the runs are read back here).
+    """
+    from figureground.scale.dask_run import map_batches
+
+    cached = {run.name: load_cached_run(out, run, settings) if resume else None for run in runs}
+    reused = [name for name, found in cached.items() if found is not None]
+    pending = [run for run in runs if cached[run.name] is None]
+    failed: dict[str, str] = {}
+    desc = f"preprocess sub-{runs[0].subject}"
+    for name, reason in map_batches(_compute_task, pending, scheduler, out, settings, desc=desc):
+        if reason is not None:
+            log.warning("skipped run %s", reason)
+            failed[name] = reason
+    computed = [run.name for run in pending if run.name not in failed]
+    done = []
+    for run in runs:
+        if run.name in failed:
+            continue
+        found = cached[run.name] or load_cached_run(out, run, settings)
+        if found is None:
+            raise DataError(f"{run.name}: its cache under {out} could not be read back")
+        done.append(found)
+    return done, computed, reused, [(name, failed[name]) for name in sorted(failed)]
+
+
+def participant_gaze(runs: list[CachedRun]) -> np.ndarray | None:
+    """(epoch, 2, time) gaze of the concatenated runs (NaN for runs without), or None."""
+    if all(cached.gaze is None for cached in runs):
+        return None
+    parts = []
+    for cached in runs:
+        shape = (len(cached.epochs), 2, len(cached.epochs.times))
+        parts.append(cached.gaze if cached.gaze is not None else np.full(shape, np.nan))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def write_gaze(path: Path, gaze: np.ndarray, times: np.ndarray) -> Path:
+    """``gaze_P{n}.npz``: ``gaze`` (epoch, 2 [x, y deg], time), ``times`` (s), in epoch order."""
+    partial = path.with_name(f"{path.stem}.partial.npz")
+    np.savez(partial, gaze=gaze, times=np.asarray(times, dtype=np.float64))
+    os.replace(partial, path)
+    return path
 
 
 def preprocess_participant(
@@ -247,13 +314,17 @@ def preprocess_participant(
     out_dir: str | Path,
     settings: PreprocessSettings | None = None,
     resume: bool = True,
+    scheduler: Any = "serial",
 ) -> ParticipantResult:
     """Preprocess every run of ``participant`` and save ``preprocessed_P{n}-epo.fif``.
 
     Writes into ``out_dir`` the epochs (split by MNE at 2 GB into ``-epo-1.fif`` ...) and,
     when ``<bids_root>/sourcedata/sample_attributes_P{n}.csv`` exists, the metadata attached
-    to them: a copy of that CSV, or only the rows of the kept epochs when runs were skipped.
-    Raises DataError when no run could be used or the CSV does not match the events.
+    to them: a copy of that CSV, or only the rows of the kept epochs when runs were skipped;
+    and, when any run has eye tracking, ``gaze_P{n}.npz`` (:func:`write_gaze`, one row per
+    saved epoch). Runs are computed one Dask task each (``scheduler``). Runs named in the
+    tree without a recording are reported as failed. Raises DataError when no run could be
+    used or the CSV does not match the events.
     """
     import mne
 
@@ -263,9 +334,14 @@ def preprocess_participant(
     runs = find_runs(bids_root, label)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    done, computed, reused, failed = _process_runs(out, runs, settings, resume)
+    absent = missing_runs(bids_root, runs)
+    for name, reason in absent:
+        log.warning("skipped run %s: %s", name, reason)
+    done, computed, reused, failed = _process_runs(out, runs, settings, resume, scheduler)
+    failed = sorted([*failed, *absent])
     if not done:
         raise DataError(f"sub-{label}: none of {len(runs)} runs could be preprocessed")
+    gaze = participant_gaze(done)
     epochs = concatenate_runs(done)
     csv_path = Path(bids_root) / "sourcedata" / f"sample_attributes_P{number}.csv"
     attributes_out = out / csv_path.name
@@ -280,6 +356,10 @@ def preprocess_participant(
     for stale in out.glob(f"preprocessed_P{number}-epo-*.fif"):
         stale.unlink()
     epochs.save(target, overwrite=True, fmt="single", verbose="error")
+    gaze_path = out / f"gaze_P{number}.npz"
+    gaze_path.unlink(missing_ok=True)
+    if gaze is not None:
+        write_gaze(gaze_path, gaze, epochs.times)
     if epochs.metadata is None:
         attributes_out = None
     elif whole:
@@ -298,5 +378,11 @@ def preprocess_participant(
         len(failed),
     )
     return ParticipantResult(
-        target, attributes_out, len(epochs), tuple(computed), tuple(reused), tuple(failed)
+        target,
+        attributes_out,
+        len(epochs),
+        tuple(computed),
+        tuple(reused),
+        tuple(failed),
+        gaze_path if gaze is not None else None,
     )

@@ -5,7 +5,9 @@ object aligned on its centroid, in units of the object's size, sqrt of its area)
 mean object mask's 0.5 contour; b: per-trial share of gaze on the object, with the mean share
 of the image the object covers (what gaze spread evenly over the image would give) and the
 share of trials whose fixation point lies on the object; c: per-trial mean distance from the
-object (deg, 0 on it). Inputs come from :mod:`figureground.neural.gaze_metrics`.
+object (deg, 0 on it); d (when the gaze strata ran): the RSA's figure minus ground per
+participant for trials with gaze mostly on / off the object. Inputs come from
+:mod:`figureground.neural.gaze_metrics`.
 """
 
 from __future__ import annotations
@@ -76,8 +78,35 @@ def _distance_panel(ax, table: pd.DataFrame) -> None:
     ax.set_ylabel("trials")
 
 
-def gaze_figure(density: GazeDensity, table: pd.DataFrame, path: str | Path) -> bytes:
-    """Write the gaze figure to ``path`` (.png and .svg; suffix replaced); return the PNG."""
+def _strata_panel(ax, strata: pd.DataFrame) -> None:
+    """Figure minus ground (post-stimulus mean RSA) per participant in each gaze stratum."""
+    names = sorted(strata["stratum"].unique())
+    participants = sorted(strata["participant"].astype(str).unique())
+    width = 0.8 / max(len(names), 1)
+    for k, name in enumerate(names):
+        rows = strata[strata["stratum"] == name]
+        by_participant = dict(
+            zip(rows["participant"].astype(str), rows["figure_minus_ground"], strict=True)
+        )
+        values = [float(by_participant.get(p, np.nan)) for p in participants]
+        ax.bar(np.arange(len(participants)) + k * width, values, width, label=name)
+    ax.axhline(0, color="k", linewidth=0.8)
+    ax.set_xticks(np.arange(len(participants)) + width * (len(names) - 1) / 2, participants)
+    ax.set_ylabel("figure − ground RSA (post-stimulus mean)")
+    ax.set_title("d  figure vs ground by gaze stratum", fontsize=9)
+    ax.legend(frameon=False, fontsize=8)
+
+
+def gaze_figure(
+    density: GazeDensity,
+    table: pd.DataFrame,
+    path: str | Path,
+    strata: pd.DataFrame | None = None,
+) -> bytes:
+    """Write the gaze figure to ``path`` (.png and .svg; suffix replaced); return the PNG.
+
+    ``strata`` (``gaze_strata.csv``: participant, stratum, figure_minus_ground) adds panel d.
+    """
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise UsageError(
@@ -85,8 +114,11 @@ def gaze_figure(density: GazeDensity, table: pd.DataFrame, path: str | Path) -> 
         )
     if table.empty:
         raise UsageError("empty gaze table; expected one row per trial")
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), constrained_layout=True)
+    panels = 3 if strata is None or strata.empty else 4
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.8), constrained_layout=True)
     _density_panel(axes[0], density)
     _share_panel(axes[1], table)
     _distance_panel(axes[2], table)
+    if panels == 4:
+        _strata_panel(axes[3], strata)
     return save_figure(fig, Path(path).with_suffix(""))

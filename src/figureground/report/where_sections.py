@@ -57,6 +57,18 @@ DECODING_CAPTION = (
     "participants for the group, over images for one participant)."
 )
 
+GAZE_CAPTION = (
+    "Eye tracking of the experiment trials (EyeLink channels of the raw runs, cleaned as the "
+    "THINGS-MEG authors do), from image onset to analyses.gaze.tmax. (a) Gaze density in "
+    "object-centred coordinates (each image's object aligned on its centroid, in object "
+    "sizes) with the mean object's outline; (b) per trial, the share of valid gaze samples "
+    "on the object beside the object's share of the image (what gaze spread over the image "
+    "would give); (c) mean distance from the object; (d, with analyses.gaze.mode stratify) "
+    "the RSA's figure minus ground for trials with gaze on the object above and below the "
+    "split. The degree-to-image mapping assumes the image fills the 10-degree square at "
+    "the screen centre (docs/raw_meg.md)."
+)
+
 
 def _b64(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
@@ -186,7 +198,50 @@ def decoding_section(results_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
     )
 
 
+def gaze_section(results_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
+    """Where the participants looked, and figure vs ground by gaze stratum."""
+    import numpy as np
+
+    from figureground.neural.gaze_metrics import GazeDensity
+    from figureground.report.gaze_figure import gaze_figure
+
+    table = _read_csv(results_dir / "gaze.csv")
+    density_path = results_dir / "gaze_density.npz"
+    if table is None or not density_path.is_file():
+        return None
+    strata = _read_csv(results_dir / "gaze_strata.csv")
+    if strata is not None:
+        strata = _first_model(strata)[1]
+
+    def draw() -> bytes:
+        with np.load(density_path, allow_pickle=False) as data:
+            density = GazeDensity(
+                data["density"],
+                data["mean_mask"],
+                data["edges"],
+                int(data["n_trials"]),
+                float(data["outside_share"]),
+            )
+        return gaze_figure(density, table, fig_dir / "fig11_gaze", strata)
+
+    section = _section("Fig. 11 — where the participants looked", draw, GAZE_CAPTION)
+    if section is not None:
+        shares = table.groupby("participant")[["valid_share", "gaze_on_object", "object_share"]]
+        section["tables"].append(("Mean per participant", shares.mean().reset_index()))
+        if strata is not None:
+            shown = ["participant", "stratum", "n_images", "figure", "ground"]
+            shown.append("figure_minus_ground")
+            section["tables"].append(("Figure vs ground by gaze stratum", strata[shown]))
+    return section
+
+
 def where_sections(results_dir: Path, fig_dir: Path) -> list[dict[str, Any]]:
     """Every section whose results exist, in the order of the analyses."""
-    makers = (mask_partition_section, readout_section, sensor_section, decoding_section)
+    makers = (
+        mask_partition_section,
+        readout_section,
+        sensor_section,
+        decoding_section,
+        gaze_section,
+    )
     return [s for s in (make(results_dir, fig_dir) for make in makers) if s is not None]

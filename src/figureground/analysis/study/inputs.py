@@ -25,6 +25,7 @@ class LazyRecordings(Mapping[str, Any]):
     float32); holding four at once would not fit a 24 GB machine. Each access to another
     participant drops the one held and reads the next (chunked, see ``things_meg.load``), so
     analyses that loop over participants more than once pay a re-read, never the memory.
+    An entry's ``adjust`` (set by ``analyses.gaze``) is applied to the responses read.
     """
 
     def __init__(self, neural_files: Mapping[str, Mapping[str, Path | None]], **kwargs: Any):
@@ -39,6 +40,8 @@ class LazyRecordings(Mapping[str, Any]):
             files = self._files[participant]
             self._held = None  # release the previous participant before reading the next
             responses = read_participant(files, "exp", **self._kwargs)
+            if files.get("adjust") is not None:  # analyses.gaze: exclude or regress
+                responses = files["adjust"](participant, responses)
             self._held = (participant, responses)
         return self._held[1]
 
