@@ -124,3 +124,4 @@ def test_shipped_things_study_file_is_valid() -> None:
     where = study.analyses
     assert where.readout.enabled and where.readout.device == "cuda"
     assert where.mask_partition.enabled and where.sensors.enabled and where.decoding.enabled
+    assert where.seed.mode == "fused" and where.seed.batch_size == 128  # the faithful map

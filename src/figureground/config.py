@@ -281,9 +281,20 @@ class NeuralConfig:
 
 @dataclass(frozen=True)
 class SeedAnalysisConfig:
-    """The study's own analysis (Lanczos resampling + Euclidean distance)."""
+    """The study's own analysis (Lanczos resampling + Euclidean distance).
+
+    ``mode``: ``stored`` compares the MEG with the feature stores' maps; ``fused`` runs each
+    store's network again (its model, weights, seed and preprocessing, read from the store)
+    and compares each batch's full, unpooled map as it is made, without storing it
+    (``analysis/seed_fused.py``): the faithful method at THINGS size, where full maps would
+    take 35 GB per condition, even when the stores are pooled. ``device`` and
+    ``batch_size`` are the fused pass's.
+    """
 
     enabled: bool = True
+    mode: Literal["stored", "fused"] = "stored"
+    device: str = "auto"
+    batch_size: int = 32
     response: Literal["image", "concept"] = "image"
     tmin: float | None = None
     tmax: float | None = None
@@ -294,6 +305,9 @@ class SeedAnalysisConfig:
     identity: bool = True
     identity_max_images: int = 500
     n_permutations: int = 1000
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "analyses.seed.batch_size", self.batch_size, ">= 1")
 
 
 RDM_METRICS = Literal["correlation", "euclidean", "sqeuclidean", "cosine"]

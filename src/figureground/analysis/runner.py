@@ -362,7 +362,7 @@ def run_analyses(
         (results_dir / "seed_distance.csv").unlink(missing_ok=True)
     if cfg.seed.enabled:
         meg = load_recordings(neural_files)
-        table = seed_results(cfg, meg, feature_stores)
+        table = seed_results(cfg, meg, feature_stores, scheduler)
         _write_csv(table[SEED_COLUMNS], results_dir / "seed_distance.csv")
         summary["seed_distance"] = {
             "options": {
@@ -370,6 +370,7 @@ def run_analyses(
                 "tmin": cfg.seed.tmin,
                 "tmax": cfg.seed.tmax,
                 "zscore": cfg.seed.zscore,
+                "mode": cfg.seed.mode,
             },
             **seed_summary(table, n_boot=cfg.seed.n_boot, seed=cfg.seed.seed),
         }

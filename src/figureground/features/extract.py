@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +103,17 @@ def build_extractor(loaded: models.LoadedModel, layers: Sequence[str]) -> Any:
 
 
 def forward(
-    extractor: Any, batch: Any, pool: Callable[[Any], Any], precision: str = "fp32"
+    extractor: Any,
+    batch: Any,
+    pool: Callable[[Any], Any],
+    precision: str = "fp32",
+    on_device: bool = False,
 ) -> dict[str, Any]:
-    """Run one batch under ``inference_mode`` (autocast for bf16/fp16); float32 CPU outputs."""
+    """Run one batch under ``inference_mode`` (autocast for bf16/fp16); float32 CPU outputs.
+
+    ``on_device=True`` leaves the float32 outputs on the batch's device (for consumers that
+    reduce them there, e.g. :mod:`figureground.analysis.seed_fused`).
+    """
     import contextlib
 
     import torch
@@ -119,7 +127,8 @@ def forward(
     )
     with torch.inference_mode(), autocast:
         outputs = extractor(batch)
-        return {name: pool(value).float().contiguous().cpu() for name, value in outputs.items()}
+        outputs = {name: pool(value).float().contiguous() for name, value in outputs.items()}
+        return outputs if on_device else {name: value.cpu() for name, value in outputs.items()}
 
 
 # ---- data loading ------------------------------------------------------------------------
@@ -183,6 +192,94 @@ def _decode_on_gpu(raw: list[Any], preprocessing: models.Preprocessing, device: 
 
     images = decode_jpeg(raw, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
     return torch.stack([preprocessing.apply(image) for image in images])
+
+
+def _loader_batches(
+    paths: Sequence[Path],
+    subset: Sequence[int] | None,
+    loaded: models.LoadedModel,
+    extractor: Any,
+    target: Any,
+    *,
+    batch_size: int,
+    pool: Callable[[Any], Any],
+    precision: str,
+    workers: int,
+    channels_last: bool,
+    gpu_decode: str,
+    on_device: bool = False,
+) -> Iterator[tuple[list[int], dict[str, Any], list[str], np.ndarray]]:
+    """``(indices, {layer: float32 tensor}, digests, ok)`` of ``paths[subset]`` in batches.
+
+    The one loading loop of the package: a DataLoader over the files, JPEG decoding on the
+    GPU when it can (``gpu_decode``), the batch on ``target`` (channels-last if asked), one
+    :func:`forward`.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    jpegs = all(Path(p).suffix.lower() in (".jpg", ".jpeg") for p in paths)
+    on_gpu = target.type == "cuda" and (gpu_decode == "on" or (gpu_decode == "auto" and jpegs))
+    dataset = ImageDataset(paths, loaded.preprocessing, decode_on_device=on_gpu)
+    loader = DataLoader(
+        dataset if subset is None else torch.utils.data.Subset(dataset, list(subset)),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=target.type == "cuda",
+        worker_init_fn=_worker_init if workers else None,
+        persistent_workers=False,
+    )
+    for indices, batch, digests, ok in loader:
+        if on_gpu:
+            batch = _decode_on_gpu(batch, loaded.preprocessing, target)
+        batch = batch.to(target, non_blocking=True)
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        outputs = forward(extractor, batch, pool, precision, on_device=on_device)
+        yield indices, outputs, digests, ok
+
+
+def embedded_batches(
+    paths: Sequence[Path],
+    loaded: models.LoadedModel,
+    extractor: Any,
+    target: Any,
+    *,
+    batch_size: int,
+    pool: Callable[[Any], Any] = _no_pool,
+    precision: str = "fp32",
+    workers: int = 0,
+    channels_last: bool = True,
+    gpu_decode: str = "auto",
+    on_device: bool = False,
+) -> Iterator[tuple[list[int], dict[str, Any], np.ndarray]]:
+    """Activations of ``paths`` in consecutive batches, for consumers that do not store them.
+
+    ``extractor`` must already be on ``target`` (in channels-last format if
+    ``channels_last``). Yields ``(indices, {layer: float32 tensor}, ok)``: ``ok`` is False
+    where an image could not be read (its rows hold a blank image's activations). Tensors
+    are on the CPU, or on ``target`` with ``on_device=True``.
+    """
+    if batch_size < 1:
+        raise UsageError(f"batch size must be at least 1, got {batch_size}")
+    batches = _loader_batches(
+        paths,
+        None,
+        loaded,
+        extractor,
+        target,
+        batch_size=batch_size,
+        pool=pool,
+        precision=precision,
+        workers=workers,
+        channels_last=channels_last,
+        gpu_decode=gpu_decode,
+        on_device=on_device,
+    )
+    for indices, outputs, _, ok in batches:
+        yield indices, outputs, ok
 
 
 # ---- the run -----------------------------------------------------------------------------
@@ -394,16 +491,9 @@ def _extract_variants(
     background: _BackgroundWriter,
 ) -> None:
     """The serial extraction loop over variants and pending chunks."""
-    import torch
-    from torch.utils.data import DataLoader
-
     for variant in feature_source.variants:
         writer = store.GroupWriter(out, variant, layers)
         paths = feature_source.paths[variant]
-        on_gpu = target.type == "cuda" and (
-            gpu_decode == "on"
-            or (gpu_decode == "auto" and all(p.suffix.lower() in (".jpg", ".jpeg") for p in paths))
-        )
         chunks = writer.pending_chunks()
         if not chunks:
             log.info("%s: all %d images already stored", variant, len(paths))
@@ -413,26 +503,22 @@ def _extract_variants(
             for c in chunks
             for i in range(c * writer.chunk, min((c + 1) * writer.chunk, writer.size))
         ]
-        dataset = ImageDataset(paths, loaded.preprocessing, decode_on_device=on_gpu)
-        loader = DataLoader(
-            torch.utils.data.Subset(dataset, indices),
+        batches = _loader_batches(
+            paths,
+            indices,
+            loaded,
+            extractor,
+            target,
             batch_size=writer.chunk,
-            shuffle=False,
-            num_workers=workers,
-            collate_fn=_collate,
-            pin_memory=target.type == "cuda",
-            worker_init_fn=_worker_init if workers else None,
-            persistent_workers=False,
+            pool=pool_fn,
+            precision=precision,
+            workers=workers,
+            channels_last=channels_last,
+            gpu_decode=gpu_decode,
         )
-        for batch_indices, batch, digests, ok in logs.progress(
-            loader, total=len(chunks), desc=f"{variant} ({len(indices)} images)"
+        for batch_indices, outputs, digests, ok in logs.progress(
+            batches, total=len(chunks), desc=f"{variant} ({len(indices)} images)"
         ):
-            if on_gpu:
-                batch = _decode_on_gpu(batch, loaded.preprocessing, target)
-            batch = batch.to(target, non_blocking=True)
-            if channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            outputs = forward(extractor, batch, pool_fn, precision)
             values = {name: outputs[name].numpy() for name in layers}
             for array in values.values():
                 array[~ok] = np.nan

@@ -19,14 +19,27 @@ log = logs.get_logger(__name__)
 
 
 def seed_results(
-    cfg: AnalysesConfig, meg: Mapping[str, Any], feature_stores: Mapping[str, Mapping[str, Any]]
+    cfg: AnalysesConfig,
+    meg: Mapping[str, Any],
+    feature_stores: Mapping[str, Mapping[str, Any]],
+    scheduler: Any = "serial",
 ) -> pd.DataFrame:
-    """Seed distances for every participant, model, layer and condition."""
+    """Seed distances for every participant, model, layer and condition.
+
+    ``analyses.seed.mode``: ``stored`` reads the feature stores; ``fused`` recomputes each
+    store's full maps batch by batch (:func:`fused_store_distances`; ``scheduler`` runs it).
+    """
     from figureground.analysis.seed import seed_analysis
     from figureground.features.store import open_features
 
+    fused = cfg.seed.mode == "fused"
     stores = [
-        (info, {condition: open_features(info["store"], condition) for condition in CONDITIONS})
+        (
+            info,
+            {}
+            if fused
+            else {condition: open_features(info["store"], condition) for condition in CONDITIONS},
+        )
         for info in feature_stores.values()
     ]
     # Participants outermost: the recordings are read lazily, one participant at a time, so
@@ -35,6 +48,11 @@ def seed_results(
     for participant in meg:
         responses = {participant: meg[participant]}
         for index, (info, groups) in enumerate(stores):
+            if fused:
+                table = fused_store_distances(cfg, responses, info, scheduler)
+                for layer in info["layers"]:
+                    parts.setdefault((index, layer), []).append(table[table["layer"] == layer])
+                continue
             for layer in info["layers"]:
                 parts.setdefault((index, layer), []).append(
                     seed_analysis(
@@ -60,6 +78,44 @@ def seed_results(
     if not tables:
         raise DataError("no feature stores to analyse")
     return pd.concat(tables, ignore_index=True)
+
+
+def fused_store_distances(
+    cfg: AnalysesConfig,
+    responses: Mapping[str, Any],
+    info: Mapping[str, Any],
+    scheduler: Any = "serial",
+) -> pd.DataFrame:
+    """Seed distances of ``responses`` from the full maps of the network behind a store.
+
+    The model, weights, seed, preprocessing, precision and source (the variants folder) are
+    the store's own (its root attributes), so the distances are those of the stored path
+    on an unpooled store of the same run.
+    """
+    from figureground.analysis.seed_fused import fused_seed_distances
+    from figureground.features.store import read_root_attrs
+
+    attrs = read_root_attrs(info["store"])
+    preprocessing = attrs.get("preprocessing") or {}
+    return fused_seed_distances(
+        dict(responses),
+        attrs["source"],
+        model=attrs["model"],
+        weights=attrs["weights"],
+        layers=tuple(info["layers"]),
+        seed=int(attrs.get("seed", 0)),
+        resize=preprocessing.get("resize"),
+        crop=preprocessing.get("crop"),
+        pool="none",
+        response=cfg.seed.response,
+        tmin=cfg.seed.tmin,
+        tmax=cfg.seed.tmax,
+        zscore=cfg.seed.zscore,
+        batch_size=cfg.seed.batch_size,
+        device=cfg.seed.device,
+        precision=attrs.get("precision", "fp32"),
+        scheduler=scheduler,
+    )
 
 
 def with_pooled(table: pd.DataFrame) -> pd.DataFrame:
