@@ -20,46 +20,22 @@ Pairs that are NaN in any RDM are left out of every comparison, as rsatoolbox do
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy import stats
 
+from figureground.analysis import fast_ranks
 from figureground.errors import DataError, UsageError
-
-_RANK_BATCH = 8
 
 
 def rank_rows(values: np.ndarray, n_jobs: int = 1) -> np.ndarray:
     """Ranks along the last axis, ties averaged (``scipy.stats.rankdata``), as float64.
 
-    Rows are ranked by quicksort-based argsort (faster than rankdata's stable sort) and
-    ties resolved exactly as rankdata does; ``n_jobs`` threads rank rows in parallel.
+    Rows are ranked by sorting int64 keys that pack each value's order with its position
+    (:mod:`figureground.analysis.fast_ranks`, exact for float32 and float64; NaN ranked
+    last, one rank each); ``n_jobs`` threads rank rows in parallel.
     """
-    data = np.atleast_2d(np.asarray(values))
-    ranks = np.empty(data.shape, dtype=np.float64)
-
-    def rank_one(i: int) -> None:
-        row = data[i]
-        order = np.argsort(row)
-        ordered = row[order]
-        new = np.empty(row.size, dtype=bool)
-        new[0] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-        if new.all():
-            ranks[i, order] = np.arange(1, row.size + 1, dtype=np.float64)
-            return
-        dense = np.cumsum(new)
-        bounds = np.append(np.flatnonzero(new), row.size)
-        ranks[i, order] = 0.5 * (bounds[dense] + bounds[dense - 1] + 1)
-
-    if n_jobs > 1 and data.shape[0] > 1:
-        with ThreadPoolExecutor(n_jobs) as pool:
-            list(pool.map(rank_one, range(data.shape[0])))
-    else:
-        for i in range(data.shape[0]):
-            rank_one(i)
-    return ranks.reshape(np.shape(values)) if np.ndim(values) == 1 else ranks
+    return fast_ranks.rank_rows(values, n_jobs)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -156,6 +132,33 @@ def _semipartial_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _partial(a, b, semi=True)
 
 
+class _PearsonRows:
+    """Pearson correlation of single data rows (or of their ranks) with fixed models.
+
+    The models are centred once; each data row is copied (or ranked) into its thread's
+    buffer, centred in place and compared by one matrix-vector product, so no (rows, pairs)
+    float64 temporaries are made. Same definition as :func:`_pearson` (0 for constant rows).
+    """
+
+    def __init__(self, models: np.ndarray, ranked: bool) -> None:
+        self._ranked = ranked
+        self._models = _centred(models)
+        self._model_norms = np.sqrt(np.einsum("ij,ij->i", self._models, self._models))
+
+    def __call__(self, row: np.ndarray, workspace: fast_ranks.RankWorkspace) -> np.ndarray:
+        values = workspace.values
+        if self._ranked:
+            workspace.rank(row, values)
+        else:
+            values[...] = row
+        values -= values.mean()
+        norm = np.sqrt(values @ values)
+        dots = self._models @ values
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sim = dots / norm / self._model_norms
+        return np.where((norm > 0) & (self._model_norms > 0), sim, 0.0)
+
+
 # name -> (compare ranks instead of values, function of (data rows, models))
 METHODS: dict[str, tuple[bool, Callable[[np.ndarray, np.ndarray], np.ndarray]]] = {
     "cosine": (False, _cosine),
@@ -166,6 +169,11 @@ METHODS: dict[str, tuple[bool, Callable[[np.ndarray, np.ndarray], np.ndarray]]] 
     "partial_spearman": (True, _partial_corr),
     "semipartial_pearson": (False, _semipartial_corr),
     "semipartial_spearman": (True, _semipartial_corr),
+}
+# methods compared row by row, one rank transform per data row shared by every model
+_ROW_KERNELS: dict[str, Callable[[np.ndarray], _PearsonRows]] = {
+    "pearson": lambda models: _PearsonRows(models, ranked=False),
+    "spearman": lambda models: _PearsonRows(models, ranked=True),
 }
 # rsatoolbox's names for the methods it shares
 RSATOOLBOX_NAMES = {
@@ -190,9 +198,12 @@ def compare_rdms(
     method : str
         One of :data:`METHODS` (see the module docstring).
     batch_size : int
-        Rows of ``a`` handled at a time (bounds the float64 working memory).
+        Rows of ``a`` handled at a time (bounds the float64 working memory) by methods
+        other than ``pearson`` and ``spearman``, which go row by row (one float64 row
+        buffer per thread).
     n_jobs : int
-        Threads that rank rows in parallel (rank-based methods).
+        Threads that rank and compare rows in parallel. Each data row is ranked once for
+        all models.
 
     Returns
     -------
@@ -213,8 +224,16 @@ def compare_rdms(
             raise DataError("every pair is NaN in some RDM; nothing left to compare")
         data, models = data[:, keep], models[:, keep]
     ranked, func = METHODS[method]
-    models = rank_rows(models) if ranked else models.astype(np.float64)
+    models = rank_rows(models, n_jobs) if ranked else models.astype(np.float64)
     out = np.empty((data.shape[0], models.shape[0]))
+    if method in _ROW_KERNELS:
+        compare_row = _ROW_KERNELS[method](models)
+
+        def compare_one(i: int, workspace: fast_ranks.RankWorkspace) -> None:
+            out[i] = compare_row(data[i], workspace)
+
+        fast_ranks.for_each_row(data.shape[0], data.shape[1], compare_one, n_jobs)
+        return out
     for start in range(0, data.shape[0], batch_size):
         block = data[start : start + batch_size]
         block = rank_rows(block, n_jobs) if ranked else block.astype(np.float64)
