@@ -324,3 +324,33 @@ def test_bids_source_preprocesses_in_the_run_and_caches(bids, tmp_path):
     again = RunState(run_dir=run_dir, study=study)
     stage_neural(again, StageCache(run_dir))
     assert again.skipped == ["neural"] and again.neural_files == state.neural_files
+
+
+def test_gaze_file_holds_each_epochs_eye_tracking(bids, preprocessed):
+    """gaze_P1.npz: one row per saved epoch, the run's cleaned gaze at the output times."""
+    from figureground.neural.gaze import epoch_gaze
+
+    out, result = preprocessed
+    assert result.gaze_path == out / "gaze_P1.npz"
+    with np.load(result.gaze_path, allow_pickle=False) as data:
+        gaze, times = data["gaze"], data["times"]
+    epochs = mne.read_epochs(result.epochs_path, preload=False, verbose="error")
+    assert gaze.shape == (16, 2, 281) and gaze.dtype == np.float32
+    assert np.isfinite(gaze).all()  # the fixture's eyes rest at the centre (noise only)
+    np.testing.assert_allclose(times, epochs.times)
+    raw = mne.io.read_raw_fif(_bids_path(bids, "01", "02").fpath, preload=True, verbose="error")
+    reference = epoch_gaze(raw, np.array(ONSETS) + raw.first_samp, -0.1, 1.3)[..., ::6]
+    np.testing.assert_allclose(gaze[4:8], reference, rtol=1e-5, atol=1e-6)
+
+
+def test_runs_on_dask_equal_the_serial_output(bids, preprocessed, tmp_path):
+    """One task per run on a LocalCluster: the same epochs and gaze as in this process."""
+    out, serial = preprocessed
+    parallel = preprocess_participant(bids, 1, tmp_path, scheduler="local:2")
+    assert sorted(parallel.computed) == sorted(serial.computed) and parallel.failed == ()
+    np.testing.assert_array_equal(
+        mne.read_epochs(parallel.epochs_path, verbose="error").get_data(),
+        mne.read_epochs(serial.epochs_path, verbose="error").get_data(),
+    )
+    with np.load(parallel.gaze_path) as a, np.load(serial.gaze_path) as b:
+        np.testing.assert_array_equal(a["gaze"], b["gaze"])
