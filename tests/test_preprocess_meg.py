@@ -345,7 +345,7 @@ def test_gaze_file_holds_each_epochs_eye_tracking(bids, preprocessed):
 
 def test_runs_on_dask_equal_the_serial_output(bids, preprocessed, tmp_path):
     """One task per run on a LocalCluster: the same epochs and gaze as in this process."""
-    out, serial = preprocessed
+    _, serial = preprocessed
     parallel = preprocess_participant(bids, 1, tmp_path, scheduler="local:2")
     assert sorted(parallel.computed) == sorted(serial.computed) and parallel.failed == ()
     np.testing.assert_array_equal(
