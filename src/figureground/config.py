@@ -500,7 +500,7 @@ class GazeConfig:
     variants' object masks. Writes ``gaze.csv`` (one row per experiment trial: gaze on the
     object, distance from the mask, fixation stability; ``figureground.neural.gaze_metrics``)
     and the report's gaze figure. ``tmin`` / ``tmax`` (s): the post-onset window of the
-    metrics (default 0..0.5 s, THINGS-MEG's 500 ms presentation). ``mode``:
+    metrics (default 0..0.5 s: THINGS-MEG shows each image for 0.5 s, ds004212 README). ``mode``:
 
     - ``report``: metrics and figure only;
     - ``exclude``: the analyses drop trials with less than ``min_valid_share`` valid gaze
