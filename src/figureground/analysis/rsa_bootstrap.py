@@ -16,20 +16,34 @@ statistic of the original pairs with integer weights ``w_ij = c_i c_j``:
 
 The results equal rsatoolbox's ``compare`` on the subsampled RDMs (tested), at the cost of a
 few passes over the pairs per sample instead of a sort.
+
+At THINGS size (1.72 M pairs) each pass is what costs, so :func:`bootstrap_rsa` keeps them
+few: each RDM's sort is kept as the two conditions of each sorted pair (int16) and the way
+back to pair order (:class:`RankPlan`), so a sample's weights in sorted order are gathered
+from its counts (a table of n entries) rather than from the pairs; ranks are kept as twice
+their centred value, integers exact in float64; the weighted sum of squared data ranks has a
+closed form (``(N**3 - sum g**3) / 3`` over tie groups); the co-moments of a time point with
+every model and sample of a batch are one batched matrix product; threads share the time
+points.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from figureground import logs
 from figureground.errors import UsageError
 
 METHODS = ("spearman", "pearson")
-MEMORY_BYTES = 2**28  # (samples x pairs) float64 arrays held at once, per array
+MEMORY_BYTES = 2**31  # what one batch of samples holds (model side and per-thread buffers)
 
 
 def bootstrap_draws(n_conditions: int, n_boot: int, seed: int) -> np.ndarray:
@@ -89,19 +103,6 @@ def weighted_ranks(sorted_vector: SortedVector, weights: np.ndarray) -> np.ndarr
     return ranks
 
 
-def _centred(values: np.ndarray, weights: np.ndarray, total: np.ndarray) -> np.ndarray:
-    mean = np.einsum("bp,bp->b", values, weights) / total
-    return values - mean[:, None]
-
-
-def _transform(
-    vector: np.ndarray, sorted_vector: SortedVector | None, weights: np.ndarray
-) -> np.ndarray:
-    if sorted_vector is None:
-        return np.broadcast_to(vector, weights.shape)
-    return weighted_ranks(sorted_vector, weights)
-
-
 def _partial_from_corr(corr: np.ndarray, target: int, given: Sequence[int]) -> np.ndarray:
     """Partial correlation of variable 0 with ``target`` given ``given`` (samples,)."""
     index = [0, target, *given]
@@ -116,23 +117,145 @@ def _partial_from_corr(corr: np.ndarray, target: int, given: Sequence[int]) -> n
     return out
 
 
+@dataclass(frozen=True)
+class RankPlan:
+    """One RDM sorted once, to rank it under any bootstrap weights in a few passes.
+
+    ``first`` and ``second`` are the conditions of each pair in sorted order (the weight of
+    a pair is the product of their counts); ``back`` takes sorted positions back to pair
+    order. Tied entries share the average rank of their group: ``tied`` are their sorted
+    positions, ``tie_start`` / ``tie_stop`` the bounds of their group, ``group_start`` /
+    ``group_stop`` those of every tie group once.
+    """
+
+    first: np.ndarray
+    second: np.ndarray
+    back: np.ndarray
+    tied: np.ndarray
+    tie_start: np.ndarray
+    tie_stop: np.ndarray
+    group_start: np.ndarray
+    group_stop: np.ndarray
+
+    @classmethod
+    def of(cls, values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> RankPlan:
+        """Sort ``values`` (condensed pairs ``rows`` < ``cols``) once."""
+        order = np.argsort(values, kind="stable")
+        ordered = values[order]
+        new = np.ones(ordered.size + 1, dtype=bool)
+        new[1:-1] = ordered[1:] != ordered[:-1]
+        bounds = np.flatnonzero(new)  # start of each group, then the end
+        sizes = np.diff(bounds)
+        group = np.repeat(np.arange(sizes.size), sizes)
+        tied = np.flatnonzero(sizes[group] > 1)
+        groups = np.flatnonzero(sizes > 1)
+        back = np.empty(order.size, dtype=np.int32 if order.size < 2**31 else np.int64)
+        back[order] = np.arange(order.size)
+        condition = np.int16 if rows.size == 0 or cols[-1] < 2**15 else np.int32
+        return cls(
+            first=rows[order].astype(condition),
+            second=cols[order].astype(condition),
+            back=back,
+            tied=tied,
+            tie_start=bounds[group[tied]],
+            tie_stop=bounds[group[tied] + 1],
+            group_start=bounds[groups],
+            group_stop=bounds[groups + 1],
+        )
+
+
+class _RankBuffers:
+    """Per-thread work arrays of :func:`_doubled_ranks` (pairs long)."""
+
+    def __init__(self, n_pairs: int, count_dtype: Any) -> None:
+        self.weights = np.empty(n_pairs, dtype=count_dtype)
+        self.second = np.empty(n_pairs, dtype=count_dtype)
+        self.cumulative = np.empty(n_pairs + 1, dtype=count_dtype)
+        self.sorted_ranks = np.empty(n_pairs)
+
+
+def _doubled_ranks(
+    plan: RankPlan, counts: np.ndarray, sample: _Sample, buffers: _RankBuffers, out: np.ndarray
+) -> float:
+    """Twice the centred weighted ranks of one RDM on one sample, in pair order, into ``out``.
+
+    Twice the average rank of an entry is the weight before its tie group plus the weight
+    through it, plus 1; the mean is ``(N + 1) / 2``. Returns the weighted sum of squares of
+    ``out``, ``(N**3 - sum of g**3 over tie groups g) / 3``, each entry of weight ``w``
+    being a tie group of its ``w`` copies.
+    """
+    weights, cumulative, sorted_ranks = buffers.weights, buffers.cumulative, buffers.sorted_ranks
+    np.take(counts, plan.first, out=weights, mode="clip")  # clip: no buffered copy
+    weights *= np.take(counts, plan.second, out=buffers.second, mode="clip")
+    cumulative[0] = 0
+    np.cumsum(weights, out=cumulative[1:])
+    np.add(cumulative[:-1], cumulative[1:], out=sorted_ranks)
+    cubes = sample.weight_cubes
+    if plan.tied.size:
+        sorted_ranks[plan.tied] = cumulative[plan.tie_start] + cumulative[plan.tie_stop]
+        tied_weights = weights[plan.tied].astype(np.float64)
+        totals = (cumulative[plan.group_stop] - cumulative[plan.group_start]).astype(np.float64)
+        cubes += float(totals @ totals**2) - float(tied_weights**2 @ tied_weights)
+    sorted_ranks -= sample.total
+    np.take(sorted_ranks, plan.back, out=out, mode="clip")
+    return (sample.total**3 - cubes) / 3.0
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """One bootstrap sample's pair-weight totals: sum of w, and of w**3."""
+
+    total: float
+    weight_cubes: float
+
+    @classmethod
+    def of(cls, counts: np.ndarray) -> _Sample:
+        """From condition counts: w = c_i c_j over pairs i < j."""
+        c = counts.astype(np.float64)
+        total = (c.sum() ** 2 - (c**2).sum()) / 2
+        cubes = ((c**3).sum() ** 2 - (c**6).sum()) / 2
+        return cls(float(total), float(cubes))
+
+
+def _normalised(moments: np.ndarray) -> np.ndarray:
+    """Correlation matrices (..., k, k) from weighted co-moment matrices."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.sqrt(np.einsum("...ii->...i", moments))
+        return moments / scale[..., :, None] / scale[..., None, :]
+
+
+def _batch_size(n_pairs: int, n_models: int, n_threads: int) -> int:
+    per_sample = n_pairs * (4 + 16 * n_models + 16 * n_threads)
+    return int(max(1, min(64, MEMORY_BYTES // per_sample)))
+
+
+def _map(function: Any, items: Sequence[Any], n_threads: int) -> list[Any]:
+    if n_threads <= 1 or len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(n_threads) as pool:
+        return list(pool.map(function, items))
+
+
 def bootstrap_rsa(
     data_rdms: np.ndarray,
     model_rdms: np.ndarray,
     draws: np.ndarray,
     method: str = "spearman",
     partials: Sequence[tuple[int, Sequence[int]]] = (),
+    n_threads: int | None = None,
 ) -> np.ndarray:
     """RSA of every data RDM with every model RDM on each bootstrap sample of conditions.
 
     Parameters
     ----------
-    data_rdms : condensed RDMs (times, pairs), e.g. one per time point.
+    data_rdms : condensed RDMs (times, pairs), e.g. one per time point (float32 is read
+        as is, one time point at a time).
     model_rdms : condensed model RDMs (models, pairs).
     draws : condition indices of each sample (samples, n_conditions); the identity row gives
         the full-data statistic.
     method : ``spearman`` or ``pearson``.
     partials : (target model, given models) of each partial correlation to add.
+    n_threads : threads over time points (None: every CPU).
 
     Returns
     -------
@@ -141,7 +264,7 @@ def bootstrap_rsa(
     """
     if method not in METHODS:
         raise UsageError(f"bootstrap RSA method {method!r} is not one of {', '.join(METHODS)}")
-    data = np.atleast_2d(np.asarray(data_rdms, dtype=np.float64))
+    data = np.atleast_2d(np.asarray(data_rdms))
     models = np.atleast_2d(np.asarray(model_rdms, dtype=np.float64))
     draws = np.atleast_2d(draws)
     n_pairs = data.shape[1]
@@ -151,45 +274,122 @@ def bootstrap_rsa(
             f"data RDMs {data.shape} and model RDMs {models.shape} are not condensed RDMs "
             "of the same conditions"
         )
+    threads = max(1, n_threads or os.cpu_count() or 1)
     n_models = models.shape[0]
     out = np.full((draws.shape[0], data.shape[0], n_models + len(partials)), np.nan)
+    rows, cols = (a.astype(np.int32) for a in np.triu_indices(n, 1))
     ranked = method == "spearman"
-    data_sorted = [SortedVector.of(row) if ranked else None for row in data]
-    model_sorted = [SortedVector.of(row) if ranked else None for row in models]
-    chunk = max(1, MEMORY_BYTES // (8 * n_pairs))
-    for start in range(0, draws.shape[0], chunk):
+    plans = None
+    if ranked:
+        plans = _map(lambda row: RankPlan.of(np.asarray(row), rows, cols), list(data), threads)
+    model_plans = [RankPlan.of(m, rows, cols) for m in models] if ranked else None
+    chunk = _batch_size(n_pairs, n_models, threads)
+    for start in logs.progress(range(0, draws.shape[0], chunk), None, "bootstrap batches"):
         block = draws[start : start + chunk]
-        weights = pair_weights(block, n)
-        distinct = np.array([np.unique(row).size >= 3 for row in block])
-        total = weights.sum(axis=1)
-        total[total == 0] = np.nan
-        centred_models = [
-            _centred(_transform(models[k], model_sorted[k], weights), weights, total)
-            for k in range(n_models)
-        ]
-        weighted_models = [weights * m for m in centred_models]
-        corr = np.empty((len(block), n_models + 1, n_models + 1))
-        for a in range(n_models):
-            for b in range(a, n_models):
-                corr[:, a + 1, b + 1] = corr[:, b + 1, a + 1] = np.einsum(
-                    "bp,bp->b", weighted_models[a], centred_models[b]
-                )
-        for t in range(data.shape[0]):
-            values = _centred(_transform(data[t], data_sorted[t], weights), weights, total)
-            corr[:, 0, 0] = np.einsum("bp,bp->b", weights * values, values)
-            for k in range(n_models):
-                corr[:, 0, k + 1] = corr[:, k + 1, 0] = np.einsum(
-                    "bp,bp->b", weighted_models[k], values
-                )
-            with np.errstate(invalid="ignore", divide="ignore"):
-                scale = np.sqrt(np.einsum("bii->bi", corr))
-                normalised = corr / scale[:, :, None] / scale[:, None, :]
-            result = out[start : start + len(block), t]
-            result[:, :n_models] = normalised[:, 0, 1:]
-            for j, (target, given) in enumerate(partials):
-                result[:, n_models + j] = _partial_from_corr(
-                    normalised, target + 1, [g + 1 for g in given]
-                )
-            result[~distinct] = np.nan
+        counts = np.zeros((len(block), n), dtype=np.int32 if n * n < 2**31 else np.int64)
+        np.add.at(counts, (np.arange(len(block))[:, None], block), 1)
+        samples = [_Sample.of(c) for c in counts]
+        moments = _model_moments(models, model_plans, counts, samples, rows, cols)
+        if ranked:
+            cross = _ranked_cross(plans, moments.weighted, counts, samples, threads)
+        else:
+            cross = _pearson_cross(data, moments, samples, threads)
+        # cross: (times, samples, 1 + models) = data variance, data-model co-moments
+        full = np.empty((data.shape[0], len(block), n_models + 1, n_models + 1))
+        full[:, :, 1:, 1:] = moments.model_moments[None]
+        full[:, :, 0, :] = cross
+        full[:, :, 1:, 0] = cross[:, :, 1:]
+        normalised = _normalised(full).transpose(1, 0, 2, 3)  # (samples, times, ...)
+        result = out[start : start + len(block)]
+        result[..., :n_models] = normalised[..., 0, 1:]
+        for j, (target, given) in enumerate(partials):
+            flat = normalised.reshape(-1, n_models + 1, n_models + 1)
+            result[..., n_models + j] = _partial_from_corr(
+                flat, target + 1, [g + 1 for g in given]
+            ).reshape(len(block), -1)
+        result[(counts > 0).sum(axis=1) < 3] = np.nan
     out[~np.isfinite(out)] = np.nan
     return out
+
+
+@dataclass(frozen=True)
+class _ModelMoments:
+    """A batch's model side: weights x centred models (samples, models, pairs) in float64,
+    the pair weights (samples, pairs) and the models' weighted co-moments."""
+
+    weighted: np.ndarray
+    weights: np.ndarray
+    model_moments: np.ndarray  # (samples, models, models)
+
+
+def _model_moments(
+    models: np.ndarray,
+    plans: list[RankPlan] | None,
+    counts: np.ndarray,
+    samples: list[_Sample],
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> _ModelMoments:
+    n_samples, n_pairs = counts.shape[0], models.shape[1]
+    weights = np.empty((n_samples, n_pairs))
+    centred = np.empty((n_samples, models.shape[0], n_pairs))
+    buffers = _RankBuffers(n_pairs, counts.dtype)
+    for b, (c, sample) in enumerate(zip(counts, samples, strict=True)):
+        np.multiply(c[rows], c[cols], out=weights[b], dtype=np.float64)
+        for k, model in enumerate(models):
+            if plans is not None:
+                _doubled_ranks(plans[k], c, sample, buffers, centred[b, k])
+            else:
+                mean = (weights[b] @ model) / sample.total if sample.total else np.nan
+                np.subtract(model, mean, out=centred[b, k])
+    weighted = centred * weights[:, None, :]
+    model_moments = np.matmul(weighted, centred.transpose(0, 2, 1))
+    return _ModelMoments(weighted, weights, model_moments)
+
+
+def _ranked_cross(
+    plans: list[RankPlan],
+    weighted_models: np.ndarray,
+    counts: np.ndarray,
+    samples: list[_Sample],
+    threads: int,
+) -> np.ndarray:
+    """(times, samples, 1 + models): each time's rank variance and rank-model co-moments."""
+    n_samples, n_models, n_pairs = weighted_models.shape
+
+    def some_times(some: list[RankPlan]) -> np.ndarray:
+        buffers = _RankBuffers(n_pairs, counts.dtype)
+        ranks = np.empty((n_samples, n_pairs))
+        out = np.empty((len(some), n_samples, 1 + n_models))
+        for t, plan in enumerate(some):
+            for b in range(n_samples):
+                out[t, b, 0] = _doubled_ranks(plan, counts[b], samples[b], buffers, ranks[b])
+            out[t, :, 1:] = np.matmul(weighted_models, ranks[:, :, None])[:, :, 0]
+        return out
+
+    return np.concatenate(_map(some_times, _split(plans, threads), threads))
+
+
+def _split(items: Sequence[Any], parts: int) -> list[list[Any]]:
+    """``items`` in ``parts`` contiguous runs of near-equal length (empty runs left out)."""
+    bounds = np.linspace(0, len(items), parts + 1).round().astype(int)
+    return [list(items[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _pearson_cross(
+    data: np.ndarray, moments: _ModelMoments, samples: list[_Sample], threads: int
+) -> np.ndarray:
+    """(times, samples, 1 + models): each time's weighted variance and co-moments."""
+    totals = np.array([s.total for s in samples])
+    weighted = moments.weighted.reshape(-1, data.shape[1])
+
+    def one_time(t: int) -> np.ndarray:
+        values = np.asarray(data[t], dtype=np.float64)
+        values = values - values.mean()  # a smaller mean: less cancellation below
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (moments.weights @ values) / totals
+        variance = (moments.weights @ values**2) - totals * mean**2
+        co = (weighted @ values).reshape(len(samples), -1)
+        return np.concatenate([variance[:, None], co], axis=1)
+
+    return np.stack(_map(one_time, range(data.shape[0]), threads))

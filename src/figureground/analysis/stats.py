@@ -22,7 +22,9 @@ none); :func:`run_by_stratum` runs any analysis per stratum.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -163,6 +165,7 @@ def _n_conditions(n_pairs: int) -> int:
 
 
 PERMUTATION_MEMORY_BYTES = 2**29  # index and value gathers of one permutation batch
+NULL_BLOCK_BYTES = 2**30  # permuted model RDMs (float64) correlated in one matrix product
 
 
 def _standardise(values: np.ndarray, method: str) -> np.ndarray:
@@ -224,14 +227,39 @@ def permutation_draws(
     return np.concatenate(draws) if draws else np.empty((0, n_conditions), dtype=np.int64)
 
 
+def _permuted_models(square: np.ndarray, perms: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Condensed model RDMs (len(perms), pairs) with rows and columns permuted by ``perms``.
+
+    Rows then columns are taken from the square matrix (contiguous, cache-friendly), then the
+    upper triangle; threads share the permutations.
+    """
+    out = np.empty((len(perms), int(upper.sum())))
+
+    def one(r: int) -> None:
+        permuted = np.take(np.take(square, perms[r], axis=0), perms[r], axis=1)
+        out[r] = permuted[upper]
+
+    threads = min(len(perms), os.cpu_count() or 1)
+    if threads <= 1:
+        for r in range(len(perms)):
+            one(r)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one, range(len(perms))))
+    return out
+
+
 def null_correlations(
     z_data: np.ndarray, z_model: np.ndarray, perms: np.ndarray, device: str | None = None
 ) -> np.ndarray:
     """Correlation (len(perms), times) of each standardised data RDM with the standardised
     model RDM after permuting its rows and columns together by each row of ``perms``.
 
-    The index and value gathers are evaluated in sub-batches under
-    :data:`PERMUTATION_MEMORY_BYTES`; with a torch ``device`` they run there (float64).
+    One model RDM: the permuted models of a block of permutations (under
+    :data:`NULL_BLOCK_BYTES`) are gathered from its square form, then correlated with every
+    time point in one matrix product, so the data RDMs are read once per block. One model
+    RDM per time: index and value gathers in sub-batches under
+    :data:`PERMUTATION_MEMORY_BYTES`. With a torch ``device`` they run there (float64).
     """
     n_pairs = z_data.shape[-1]
     n = _n_conditions(n_pairs)
@@ -241,17 +269,25 @@ def null_correlations(
 
         return permutation_null(z_data, z_model, [perms], n, gather, device)
     rows, cols = np.triu_indices(n, 1)
+    null = np.empty((len(perms), z_data.shape[0]))
+    if z_model.ndim == 1:
+        square = np.zeros((n, n))
+        square[rows, cols] = z_model
+        square[cols, rows] = z_model
+        upper = np.triu(np.ones((n, n), dtype=bool), 1)
+        block = max(1, NULL_BLOCK_BYTES // (8 * n_pairs))
+        for first in range(0, len(perms), block):
+            some = perms[first : first + block]
+            null[first : first + len(some)] = _permuted_models(square, some, upper) @ z_data.T
+        return null
     position = np.zeros((n, n), dtype=np.intp)
     position[rows, cols] = np.arange(len(rows))
     position[cols, rows] = np.arange(len(rows))
-    null = np.empty((len(perms), z_data.shape[0]))
     for first in range(0, len(perms), gather):
         some = perms[first : first + gather]
         gathered = z_model[..., position[some[:, rows], some[:, cols]]]
-        if z_model.ndim == 1:
-            null[first : first + len(some)] = gathered @ z_data.T
-        else:  # one model RDM per time: (times, size, pairs) -> (size, times)
-            null[first : first + len(some)] = np.einsum("tsp,tp->st", gathered, z_data)
+        # one model RDM per time: (times, size, pairs) -> (size, times)
+        null[first : first + len(some)] = np.einsum("tsp,tp->st", gathered, z_data)
     return null
 
 
