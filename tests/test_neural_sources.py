@@ -1,4 +1,4 @@
-"""Every neural source end to end: THINGS-EEG2, MNE epochs and NumPy arrays through the run.
+"""Every neural source end to end: THINGS-MEG files, THINGS-EEG2, MNE epochs and NumPy arrays.
 
 The tiny study's simulated THINGS-MEG recordings are converted to each format, so every
 source's responses can be checked against the THINGS-MEG reader of the same numbers.
@@ -132,7 +132,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     _write_epochs(run_dir, base / "epochs")
     _write_arrays(run_dir, base / "arrays")
     training = _write_things_eeg2(run_dir, base / "eeg2")
+    (base / "meg").mkdir()
+    for file in (run_dir / "neural").glob("*P[0-9]*"):  # epochs and attributes, no truth
+        shutil.copy(file, base / "meg" / file.name)
     neural = {
+        "things_meg": {"source": "things_meg", "path": "meg"},
         "epochs": {
             "source": "epochs",
             "path": "epochs",
@@ -164,7 +168,7 @@ def _entries(runs: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
     return find_participants(source, runs["base"] / cfg.path, cfg.options())
 
 
-@pytest.mark.parametrize("source", ["epochs", "things_eeg2", "arrays"])
+@pytest.mark.parametrize("source", ["things_meg", "epochs", "things_eeg2", "arrays"])
 def test_run_writes_results_and_report(runs: dict[str, Any], source: str) -> None:
     results = runs[source] / "results"
     rsa = pd.read_csv(results / "rsa_timecourse.csv")
