@@ -105,7 +105,7 @@ def measure(folder: Path, mode: str, device: str, batch_size: int) -> dict:
     import xarray as xr
 
     from figureground import logs
-    from figureground.features import extract, models, sources, store
+    from figureground.features import embed, models, sources, store
 
     logs.setup(quiet=True)
     source = sources.open_source(folder / "variants")
@@ -114,12 +114,12 @@ def measure(folder: Path, mode: str, device: str, batch_size: int) -> dict:
     if mode == "extract":
         import torch
 
-        target = extract.resolve_device(device)
+        target = embed.resolve_device(device)
         loaded = models.load_model(**NET)
-        extractor = extract.build_extractor(loaded, [LAYER])
+        extractor = embed.build_extractor(loaded, [LAYER])
         extractor = extractor.to(memory_format=torch.channels_last).to(target)
         for condition in CONDITIONS:
-            for _, outputs, _ in extract.embedded_batches(
+            for _, outputs, _ in embed.embedded_batches(
                 source.paths[condition], loaded, extractor, target, batch_size=batch_size
             ):
                 del outputs

@@ -60,18 +60,18 @@ def batched_rate(segmenter, images: list[np.ndarray], batch: int, threads: int) 
 
 
 def main() -> None:
-    from figureground.variants import segment
-    from figureground.variants.segment_torch import TorchIsnetSegmenter
+    from figureground.variants import segmenters
+    from figureground.variants.segmenters import TorchIsnetSegmenter
 
     torch.set_num_threads(2)
     images = photos(N_CPU)
-    rembg = segment.build_segmenter(segment.resolve_segmenter("isnet"))
+    rembg = segmenters.build_segmenter(segmenters.resolve_segmenter("isnet"))
     rembg(images[0], "warm-up")
     start = time.perf_counter()
     reference = [rembg(image, str(i)) for i, image in enumerate(images)]
     rembg_rate = len(images) / (time.perf_counter() - start)
 
-    cpu = TorchIsnetSegmenter(segment.resolve_segmenter("isnet-torch:fp32"), device="cpu")
+    cpu = TorchIsnetSegmenter(segmenters.resolve_segmenter("isnet-torch:fp32"), device="cpu")
     cpu(images[0], "warm-up")
     torch_rate, alphas = batched_rate(cpu, images, len(images), 2)
     difference = float(
@@ -90,7 +90,7 @@ def main() -> None:
         f"{difference * 255:.2f}/255 on average"
     )
     if torch.cuda.is_available():
-        gpu = TorchIsnetSegmenter(segment.resolve_segmenter("isnet-torch:bf16"), device="cuda")
+        gpu = TorchIsnetSegmenter(segmenters.resolve_segmenter("isnet-torch:bf16"), device="cuda")
         many = photos(N_GPU)
         batched_rate(gpu, many[: 2 * GPU_BATCH], GPU_BATCH, os.cpu_count() or 1)  # warm-up
         gpu_rate, gpu_alphas = batched_rate(gpu, many, GPU_BATCH, os.cpu_count() or 1)

@@ -20,9 +20,10 @@ from scipy.stats import spearmanr
 
 from figureground.analysis import stats
 from figureground.errors import UsageError
+from figureground.features import distributed as features_distributed
 from figureground.features import extract, store
-from figureground.scale import tasks
-from figureground.scale.dask_run import SchedulerSpec, parse_scheduler
+from figureground.parallel import SchedulerSpec, parse_scheduler
+from figureground.variants import distributed as variants_distributed
 from figureground.variants import make_variants
 
 # Workers must run this module's crash wrappers without importing it.
@@ -126,8 +127,8 @@ def test_permutations_on_dask_equal_serial(client):
     model = pdist(patterns, "correlation")
     data = np.stack([model + rng.normal(0, s, model.size) for s in (0.1, 1.0, 5.0)])
     options = {"n_permutations": 300, "block_size": 100, "seed": 4}
-    serial = tasks.rdm_permutation_test_blocks(data, model, **options)
-    dask = tasks.rdm_permutation_test_blocks(data, model, scheduler=client, **options)
+    serial = stats.rdm_permutation_test_blocks(data, model, **options)
+    dask = stats.rdm_permutation_test_blocks(data, model, scheduler=client, **options)
     np.testing.assert_array_equal(serial.null, dask.null)
     np.testing.assert_array_equal(serial.p_value, dask.p_value)
     reference = [spearmanr(row, model)[0] for row in data]
@@ -164,8 +165,9 @@ def _crashing_features(job, spec, marker, real):
 
 def test_killed_variants_worker_is_retried(stimuli, tmp_path, client, monkeypatch):
     marker = tmp_path / "killed"
-    crash = functools.partial(_crashing_variants, marker=str(marker), real=tasks.variants_batch)
-    monkeypatch.setattr(tasks, "variants_batch", crash)
+    real = variants_distributed.variants_batch
+    crash = functools.partial(_crashing_variants, marker=str(marker), real=real)
+    monkeypatch.setattr(variants_distributed, "variants_batch", crash)
     serial = _variants(stimuli, tmp_path / "serial")
     dask = _variants(stimuli, tmp_path / "dask", scheduler=client)
     assert marker.is_file()  # a worker did die
@@ -175,8 +177,9 @@ def test_killed_variants_worker_is_retried(stimuli, tmp_path, client, monkeypatc
 
 def test_killed_features_worker_is_retried(stimuli, tmp_path, client, monkeypatch):
     marker = tmp_path / "killed"
-    crash = functools.partial(_crashing_features, marker=str(marker), real=tasks.features_chunk)
-    monkeypatch.setattr(tasks, "features_chunk", crash)
+    real = features_distributed.features_chunk
+    crash = functools.partial(_crashing_features, marker=str(marker), real=real)
+    monkeypatch.setattr(features_distributed, "features_chunk", crash)
     serial = extract.extract_features(stimuli, tmp_path / "serial.zarr", **FEATURES)
     dask = extract.extract_features(stimuli, tmp_path / "dask.zarr", scheduler=client, **FEATURES)
     assert marker.is_file()

@@ -18,6 +18,7 @@ from figureground.variants.compose import (
     no_background,
     quantize_alpha,
 )
+from figureground.variants.image import image_metrics, make_image_variants
 from figureground.variants.inpaint import inpaint, object_mask
 from figureground.variants.metrics import (
     bounding_box,
@@ -27,7 +28,6 @@ from figureground.variants.metrics import (
     roc_auc,
     silhouette_metrics,
 )
-from figureground.variants.run import image_metrics, make_image_variants
 
 
 def textured_scene(size: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -109,7 +109,7 @@ def test_damaged_store_chunk_is_found_and_marked_pending(
 
 
 def test_damaged_variant_output_is_detected(tmp_path: Path, caplog) -> None:
-    from figureground.variants.run import outputs_intact, variant_path
+    from figureground.variants.image import outputs_intact, variant_path
 
     rel = "object_images/cat/cat_01a.jpg"
     hashes = {}

@@ -10,7 +10,7 @@ import pytest
 import skimage.data
 
 from figureground.errors import ImageLoadError, ModelUnavailableError, UsageError
-from figureground.variants import modelfiles, segment
+from figureground.variants import modelfiles, segmenters
 
 
 def photo_composite(photo: str, size: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -48,18 +48,18 @@ def empty_rembg_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_unknown_specs_are_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="unknown segmenter 'magic'"):
-        segment.resolve_segmenter("magic")
+        segmenters.resolve_segmenter("magic")
     with pytest.raises(UsageError, match="mask folder"):
-        segment.resolve_segmenter(f"masks:{tmp_path / 'absent'}")
+        segmenters.resolve_segmenter(f"masks:{tmp_path / 'absent'}")
     with pytest.raises(UsageError, match="rembg model 'nope' is not usable"):
-        segment.resolve_segmenter("rembg:nope")
+        segmenters.resolve_segmenter("rembg:nope")
     with pytest.raises(UsageError, match="not usable"):
-        segment.resolve_segmenter("rembg:dis_custom")
+        segmenters.resolve_segmenter("rembg:dis_custom")
 
 
 def test_missing_rembg_model_says_which_file_where_and_how(empty_rembg_home: Path) -> None:
     with pytest.raises(ModelUnavailableError) as info:
-        segment.resolve_segmenter("u2net")
+        segmenters.resolve_segmenter("u2net")
     message = str(info.value)
     assert "\n" not in message
     assert str(empty_rembg_home / "models" / "u2net" / "u2net.onnx") in message
@@ -68,7 +68,7 @@ def test_missing_rembg_model_says_which_file_where_and_how(empty_rembg_home: Pat
 
 def test_missing_isnet_points_to_fetch_models(empty_rembg_home: Path) -> None:
     with pytest.raises(ModelUnavailableError, match="figureground fetch-models isnet"):
-        segment.resolve_segmenter("isnet")
+        segmenters.resolve_segmenter("isnet")
 
 
 def test_isnet_file_with_wrong_hash_is_refused(empty_rembg_home: Path) -> None:
@@ -76,12 +76,12 @@ def test_isnet_file_with_wrong_hash_is_refused(empty_rembg_home: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not the model")
     with pytest.raises(ModelUnavailableError, match="bytes, expected 88188479"):
-        segment.resolve_segmenter("isnet")
+        segmenters.resolve_segmenter("isnet")
 
 
 def test_grabcut_finds_the_object_deterministically() -> None:
-    spec = segment.resolve_segmenter("grabcut")
-    grabcut = segment.build_segmenter(spec)
+    spec = segmenters.resolve_segmenter("grabcut")
+    grabcut = segmenters.build_segmenter(spec)
     for photo in ("coffee", "astronaut"):
         image, truth = photo_composite(photo)
         alpha = grabcut(image, photo)
@@ -95,12 +95,12 @@ def test_grabcut_finds_the_object_deterministically() -> None:
 
 def test_grabcut_soft_edges_when_reduced() -> None:
     image, truth = photo_composite("coffee", size=300)
-    alpha = segment.GrabCutSegmenter(max_side=100)(image, "coffee")
+    alpha = segmenters.GrabCutSegmenter(max_side=100)(image, "coffee")
     assert alpha.shape == truth.shape
     assert ((alpha > 0) & (alpha < 1)).any()  # interpolated edges
     assert iou(alpha, truth) > 0.9
     with pytest.raises(ImageLoadError, match="too small"):
-        segment.GrabCutSegmenter()(image[:3, :3], "tiny")
+        segmenters.GrabCutSegmenter()(image[:3, :3], "tiny")
 
 
 def test_precomputed_masks(tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_precomputed_masks(tmp_path: Path) -> None:
     cv2.imwrite(str(tmp_path / "wide.png"), np.zeros((64, 70), np.uint8))
     sixteen = (truth * 65535).astype(np.uint16)
     cv2.imwrite(str(tmp_path / "deep.png"), sixteen)
-    masks = segment.build_segmenter(segment.resolve_segmenter(f"masks:{tmp_path}"))
+    masks = segmenters.build_segmenter(segmenters.resolve_segmenter(f"masks:{tmp_path}"))
     np.testing.assert_allclose(masks(image, "cup_01a"), soft / 255.0, rtol=0, atol=1e-7)
     np.testing.assert_array_equal(masks(image, "deep"), truth.astype(np.float32))
     with pytest.raises(ImageLoadError, match="70x64, expected 64x64"):
@@ -127,9 +127,9 @@ def test_precomputed_masks(tmp_path: Path) -> None:
     reason="ISNet model absent: run `figureground fetch-models isnet` (make test does)",
 )
 def test_isnet_segments_photo_composites() -> None:
-    spec = segment.resolve_segmenter("isnet")
+    spec = segmenters.resolve_segmenter("isnet")
     assert spec.model_sha256 == modelfiles.ISNET_SHA256 and spec.license == "AGPL-3.0"
-    isnet = segment.build_segmenter(spec)
+    isnet = segmenters.build_segmenter(spec)
     image, truth = photo_composite("coffee")
     alpha = isnet(image, "coffee")
     assert alpha.shape == truth.shape and alpha.min() >= 0.0 and alpha.max() <= 1.0

@@ -15,10 +15,10 @@ from onnx import TensorProto, helper, numpy_helper, save
 
 from figureground.errors import ModelUnavailableError, UsageError
 from figureground.stimuli import load_rgb
-from figureground.variants import make_variants, modelfiles, segment
+from figureground.variants import make_variants, modelfiles, segmenters
 from figureground.variants.batched import DeviceError
 from figureground.variants.onnx_torch import OnnxTorchGraph
-from figureground.variants.segment_torch import TorchIsnetSegmenter
+from figureground.variants.segmenters import TorchIsnetSegmenter
 from test_segment import photo_composite
 from test_variants_run import output_files, things_folder
 
@@ -122,16 +122,16 @@ def test_runner_refuses_unsupported_operators_and_unreadable_files(tmp_path: Pat
 
 def test_unknown_precision_is_one_clear_error() -> None:
     with pytest.raises(UsageError, match="fp64"):
-        segment.resolve_segmenter("isnet-torch:fp64")
+        segmenters.resolve_segmenter("isnet-torch:fp64")
 
 
 @pytest.mark.network_model
 @needs_isnet
 def test_isnet_torch_masks_match_rembg_in_one_batch() -> None:
-    spec = segment.resolve_segmenter("isnet-torch:fp32")
+    spec = segmenters.resolve_segmenter("isnet-torch:fp32")
     assert spec.precision == "fp32" and spec.model_sha256 == modelfiles.ISNET_SHA256
-    ours = segment.build_segmenter(spec)
-    rembg = segment.build_segmenter(segment.resolve_segmenter("isnet"))
+    ours = segmenters.build_segmenter(spec)
+    rembg = segmenters.build_segmenter(segmenters.resolve_segmenter("isnet"))
     images = [photo_composite(name)[0] for name in ("coffee", "chelsea")]
     masks = ours.infer([ours.prepare(image) for image in images])  # one batch of two
     for image, mask in zip(images, masks, strict=True):
@@ -177,13 +177,13 @@ class FakeBatched:
 
 
 def register(monkeypatch: pytest.MonkeyPatch, name: str, segmenter: object, batched: bool) -> None:
-    kind = segment.SegmenterKind(
-        lambda _: segment.SegmenterSpec(kind=name, spec=name),
+    kind = segmenters.SegmenterKind(
+        lambda _: segmenters.SegmenterSpec(kind=name, spec=name),
         lambda _: segmenter,
         "test segmenter",
         batched=batched,
     )
-    monkeypatch.setitem(segment.SEGMENTERS, name, kind)
+    monkeypatch.setitem(segmenters.SEGMENTERS, name, kind)
 
 
 def images_only(out: Path) -> dict[str, bytes]:
@@ -241,7 +241,7 @@ def test_device_failure_stops_the_run_in_one_line_and_keeps_finished_images(
 @needs_isnet
 def test_isnet_torch_on_gpu_in_bf16_agrees_with_fp32() -> None:
     image = photo_composite("coffee")[0]
-    gpu = TorchIsnetSegmenter(segment.resolve_segmenter("isnet-torch:bf16"), device="cuda")
-    cpu = TorchIsnetSegmenter(segment.resolve_segmenter("isnet-torch:fp32"), device="cpu")
+    gpu = TorchIsnetSegmenter(segmenters.resolve_segmenter("isnet-torch:bf16"), device="cuda")
+    cpu = TorchIsnetSegmenter(segmenters.resolve_segmenter("isnet-torch:fp32"), device="cpu")
     agree = ((gpu(image, "coffee") > 0.5) == (cpu(image, "coffee") > 0.5)).mean()
     assert agree > 0.995

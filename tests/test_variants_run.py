@@ -391,16 +391,16 @@ class SoftBatched:
 def test_batched_path_writes_the_same_metric_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from figureground.variants import segment
+    from figureground.variants import segmenters
 
     for name, batched in (("soft-batched", True), ("soft-single", False)):
-        kind = segment.SegmenterKind(
-            lambda _, name=name: segment.SegmenterSpec(kind=name, spec=name),
+        kind = segmenters.SegmenterKind(
+            lambda _, name=name: segmenters.SegmenterSpec(kind=name, spec=name),
             lambda _: SoftBatched(),
             "test segmenter",
             batched=batched,
         )
-        monkeypatch.setitem(segment.SEGMENTERS, name, kind)
+        monkeypatch.setitem(segmenters.SEGMENTERS, name, kind)
     root = things_folder(tmp_path / "src", concepts=2, exemplars=3)
     one = make_variants(root, tmp_path / "one", segmenter="soft-single")
     many = make_variants(root, tmp_path / "many", segmenter="soft-batched", batch_size=4, workers=2)

@@ -548,7 +548,7 @@ def run_study(
     features and permutation tests; one client serves the whole run. Outputs and their cache
     keys do not depend on it.
     """
-    from figureground.scale.dask_run import dask_client, parse_scheduler
+    from figureground.parallel import dask_client, parse_scheduler
 
     parse_scheduler(scheduler)  # bad values fail before any work
     check_devices(study)

@@ -72,7 +72,7 @@ from figureground.analysis.study.verdict_results import headline, verdict_result
 from figureground.analysis.study.where_runner import run_where
 from figureground.config import AnalysesConfig
 from figureground.fsutil import atomic_write_json
-from figureground.scale.dask_run import SERIAL
+from figureground.parallel import SERIAL
 
 log = logs.get_logger(__name__)
 

@@ -39,8 +39,8 @@ import pandas as pd
 from figureground import logs
 from figureground.analysis.seed import CONDITIONS, select_window
 from figureground.errors import DataError, UsageError
-from figureground.features import extract, models, sources
-from figureground.scale.dask_run import (
+from figureground.features import embed, models, sources
+from figureground.parallel import (
     SERIAL,
     dask_client,
     map_batches,
@@ -316,11 +316,11 @@ def build_network(spec: FusedSpec) -> _Network:
     """The model of ``spec`` on its device, pruned after its deepest layer."""
     import torch
 
-    device = extract.resolve_device(spec.device)
+    device = embed.resolve_device(spec.device)
     loaded = models.load_model(
         spec.model, spec.weights, seed=spec.seed, resize=spec.resize, crop=spec.crop
     )
-    extractor = extract.build_extractor(loaded, spec.layers)
+    extractor = embed.build_extractor(loaded, spec.layers)
     if spec.channels_last:
         extractor = extractor.to(memory_format=torch.channels_last)
     return _Network(loaded, extractor.to(device), device)
@@ -355,13 +355,13 @@ def fused_seed_chunk(job: dict[str, Any], spec: FusedSpec) -> dict[str, Any]:
     network = worker_cached(("seed-fused", spec), lambda: build_network(spec))
     paths = [Path(p) for p in job["paths"]]
     _, outputs, ok = next(
-        extract.embedded_batches(
+        embed.embedded_batches(
             paths,
             network.loaded,
             network.extractor,
             network.device,
             batch_size=len(paths),
-            pool=extract.pooling(spec.pool),
+            pool=embed.pooling(spec.pool),
             precision=spec.precision,
             channels_last=spec.channels_last,
             gpu_decode="off",
@@ -431,12 +431,12 @@ def _run_serial(
     for condition, indices in jobs:
         paths = [feature_source.paths[condition][k] for k in indices]
         ids = [feature_source.image_ids[k] for k in indices]
-        batches = extract.embedded_batches(
+        batches = embed.embedded_batches(
             paths,
             network.loaded,
             network.extractor,
             network.device,
-            pool=extract.pooling(spec.pool),
+            pool=embed.pooling(spec.pool),
             precision=spec.precision,
             channels_last=spec.channels_last,
             on_device=True,
@@ -594,9 +594,9 @@ def fused_seed_distances(
         raise UsageError("fused_seed_distances needs at least one participant's MEG")
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
-    if precision not in extract.PRECISIONS:
+    if precision not in embed.PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; expected fp32, bf16 or fp16")
-    extract.pooling(pool)
+    embed.pooling(pool)
     distributed = parse_scheduler(scheduler).distributed
     feature_source = (
         source if isinstance(source, sources.FeatureSource) else sources.open_source(source)

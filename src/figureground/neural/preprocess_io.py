@@ -266,7 +266,7 @@ def _process_runs(
     Runs without an up-to-date cache are computed one task per run (``scheduler``: serial, a
     Dask address or client; each task writes its run's cache, the runs are read back here).
     """
-    from figureground.scale.dask_run import map_batches
+    from figureground.parallel import map_batches
 
     cached = {run.name: load_cached_run(out, run, settings) if resume else None for run in runs}
     reused = [name for name, found in cached.items() if found is not None]

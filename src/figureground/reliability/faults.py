@@ -166,7 +166,7 @@ def grow(folder: Path, size: str) -> None:
 def disk_full(base: Path, demo_root: Path, reference_variants: Path | None = None) -> list[Outcome]:
     """``variants`` and ``features`` on a 2 MiB file system: one line, work kept, rerun ends."""
     from figureground.features import store
-    from figureground.variants.run import outputs_intact
+    from figureground.variants.image import outputs_intact
 
     outcomes = []
     mount_dir = base / "small-fs"

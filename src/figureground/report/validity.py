@@ -2,7 +2,7 @@
 images keep the object's silhouette?
 
 One figure of the per-image metrics of ``variants.csv``
-(:func:`figureground.variants.run.image_metrics`): ``haze`` (mean alpha over the background
+(:func:`figureground.variants.image.image_metrics`): ``haze`` (mean alpha over the background
 region of the no-background image), ``haze_fraction`` (share of that region not exactly the
 fill colour) and ``silhouette_auc`` (texture of the inpainted region against a ring around
 it; 0.5 = undetectable).

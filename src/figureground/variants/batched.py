@@ -4,7 +4,7 @@ finish the one before (restore the mask, inpaint, encode, write).
 
 A segmenter is batched when it has ``prepare`` (CPU, thread-safe), ``infer`` (a list of
 prepared inputs to masks, on the device) and ``restore`` (CPU, thread-safe), like
-:class:`figureground.variants.segment_torch.TorchIsnetSegmenter`.
+:class:`figureground.variants.segmenters.TorchIsnetSegmenter`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from figureground import logs
 from figureground.errors import FigureGroundError
-from figureground.variants.run import failed_record, reused_record, write_image_variants
+from figureground.variants.image import failed_record, reused_record, write_image_variants
 
 log = logs.get_logger(__name__)
 

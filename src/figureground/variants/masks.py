@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from figureground.errors import DataError
-from figureground.variants.run import variant_path
+from figureground.variants.image import variant_path
 
 
 def read_mask(variants_dir: str | Path, rel_path: str) -> np.ndarray:

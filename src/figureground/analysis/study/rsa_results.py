@@ -25,7 +25,7 @@ from figureground.analysis.study.inputs import condition_features, held_first
 from figureground.analysis.verdict import Curves
 from figureground.config import AnalysesConfig, RsaConfig
 from figureground.errors import DataError, UsageError
-from figureground.scale.dask_run import SERIAL
+from figureground.parallel import SERIAL
 
 log = logs.get_logger(__name__)
 
@@ -200,7 +200,7 @@ def rsa_inference(
     cfg : RSA settings (method, n_boot, n_permutations, ci, seed).
     partial_pairs : (target, given) model indices of the partial RSA curves.
     scheduler : where the permutation blocks run: ``serial``, a Dask address or client
-        (:func:`figureground.scale.tasks.null_distribution`; identical nulls). The MEG RDMs
+        (:func:`figureground.analysis.stats.null_distribution`; identical nulls). The MEG RDMs
         are ranked and standardised once per call; each model RDM is tested with the same
         permutations (:func:`figureground.analysis.stats.permutation_draws` from ``cfg.seed``).
     device : a torch device for the bootstrap and the permutations (None: numpy; with a
@@ -217,11 +217,11 @@ def rsa_inference(
         TIE_TOLERANCE,
         check_rdms,
         null_correlations,
+        null_distribution,
         permutation_draws,
         permutation_p_value,
         standardised_rdms,
     )
-    from figureground.scale.tasks import null_distribution
 
     n_times = meg_rdms.shape[0]
     n_curves = model_rdms.shape[0] + len(partial_pairs)

@@ -25,7 +25,8 @@ from dataclasses import asdict
 import numpy as np
 
 from figureground.errors import ImageLoadError, UsageError
-from figureground.variants.segment import SegmenterSpec
+from figureground.variants.segmenters.base import SegmenterSpec
+from figureground.variants.segmenters.rembg_isnet import resolve_isnet
 
 INPUT_SIDE = 1024
 PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -33,8 +34,6 @@ PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 def resolve_isnet_torch(precision: str) -> SegmenterSpec:
     """ISNet's file (as for ``isnet``) and the precision, chosen now if not given."""
-    from figureground.variants.segment import resolve_isnet
-
     if precision and precision not in PRECISIONS:
         raise UsageError(
             f"isnet-torch precision {precision!r} is unknown; expected one of "
