@@ -373,7 +373,7 @@ def test_r2_and_interval_match_sklearn_on_the_pooled_held_out_predictions(scatte
     meg = brain({"figure": 0.3, "ground": 0.2}, scattered, seed=8)
     table = partition(meg, scattered, n_boot=n_boot, seed=3)
     bands = {name: scattered[name] for name in ("figure", "ground")}
-    Y = encoding._targets(meg, "float64")
+    Y = encoding.response_targets(meg, "float64")
     models = mask_partition._models(list(bands), ("figure", "ground"), ())
     predicted = {m: np.empty_like(Y) for m in models}
     for train, test in encoding.outer_splits(meg, N_SESSIONS, 3):
@@ -403,7 +403,7 @@ def test_r2_and_interval_match_sklearn_on_the_pooled_held_out_predictions(scatte
 
 def test_folds_never_show_test_images_to_pca_penalty_or_scaling(scattered, monkeypatch):
     meg = brain({"figure": 0.5}, scattered, seed=9)
-    Y = encoding._targets(meg, "float64")
+    Y = encoding.response_targets(meg, "float64")
     splits = encoding.outer_splits(meg, N_SESSIONS, 0)
     sessions = meg["session"].values
     seen_fits, seen_bases = [], []

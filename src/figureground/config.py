@@ -45,12 +45,21 @@ class StimuliConfig:
 
 @dataclass(frozen=True)
 class VariantsConfig:
-    """How no-background and no-foreground images are made."""
+    """How no-background and no-foreground images are made.
+
+    The fields of ``figureground.variants.VariantParams`` (what changes the images) plus
+    how the stage runs (``workers``, ``batch_size``); ``figureground variants`` has an
+    option for each (``tests/test_architecture.py`` checks that they stay the same set).
+    """
 
     segmenter: str = "isnet"
     inpaint: Literal["telea", "ns"] = "telea"
     threshold: float = 0.5
     dilate: int = 5
+    inpaint_radius: int = 3  # OpenCV's inpainting radius (px, at the working size)
+    inpaint_max_side: int = 1024  # inpaint at this long side, then upsample (0: full size)
+    fill: tuple[int, int, int] = (255, 255, 255)  # background of no-background images, RGB
+    little_background_above: float = 0.9  # fg_fraction from which an image is flagged
     alpha_floor: float = 0.0  # below it, no-background images show only the fill (0 = off)
     workers: int = 1
     batch_size: int = 16  # images per device batch (isnet-torch) or per Dask task
@@ -73,6 +82,8 @@ class ModelConfig:
     layers: tuple[str, ...] = ("layer2",)
     pool: str = "none"
     seed: int = 0
+    resize: int | None = None  # None: the weights' own resize (shorter side) and crop
+    crop: int | None = None
     # Used instead, with one logged line, when these weights cannot be had (offline machine).
     fallback: ModelConfig | None = None
 

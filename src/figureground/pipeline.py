@@ -175,6 +175,16 @@ def stage_stimuli(state: RunState, cache: StageCache) -> None:
     state.manifest_path = manifest_path
 
 
+# Variants fields added after runs were made, with the value those runs used.
+VARIANTS_ADDED_LATER: dict[str, Any] = {
+    "alpha_floor": 0.0,
+    "inpaint_radius": 3,
+    "inpaint_max_side": 1024,
+    "fill": (255, 255, 255),
+    "little_background_above": 0.9,
+}
+
+
 def stage_variants(state: RunState, cache: StageCache) -> None:
     """No-background, no-foreground and mask images: ``RUN/variants``."""
     from figureground import stimuli
@@ -184,8 +194,9 @@ def stage_variants(state: RunState, cache: StageCache) -> None:
     out_dir = state.run_dir / "variants"
     fields = dataclasses.asdict(cfg)
     fields.pop("batch_size")  # speed only: the images do not depend on it
-    if fields["alpha_floor"] == 0.0:  # off: runs made before it existed keep their stage key
-        del fields["alpha_floor"]
+    for name, earlier in VARIANTS_ADDED_LATER.items():  # at their earlier value, runs made
+        if fields[name] == earlier:  # before the field existed keep their stage key
+            del fields[name]
     key = params_hash([fields, sha256_file(state.manifest_path)])
     if cache.is_done("variants", key):
         state.skipped.append("variants")
@@ -199,6 +210,10 @@ def stage_variants(state: RunState, cache: StageCache) -> None:
             inpaint=cfg.inpaint,
             threshold=cfg.threshold,
             dilate=cfg.dilate,
+            inpaint_radius=cfg.inpaint_radius,
+            inpaint_max_side=cfg.inpaint_max_side,
+            fill=cfg.fill,
+            little_background_above=cfg.little_background_above,
             alpha_floor=cfg.alpha_floor,
             workers=cfg.workers,
             scheduler=state.scheduler,
@@ -218,6 +233,15 @@ def model_key(model: ModelConfig) -> str:
     return safe
 
 
+def _model_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A model's fields for its cache key: ``resize`` / ``crop`` only when set (earlier runs,
+    made before they existed, keep their keys), in the fallback too."""
+    kept = {k: v for k, v in fields.items() if not (k in ("resize", "crop") and v is None)}
+    if kept.get("fallback"):
+        kept["fallback"] = _model_fields(kept["fallback"])
+    return kept
+
+
 def _extract_one(state: RunState, cache: StageCache, model: ModelConfig) -> dict[str, Any]:
     from figureground.features.extract import extract_features
 
@@ -226,7 +250,7 @@ def _extract_one(state: RunState, cache: StageCache, model: ModelConfig) -> dict
     store = state.run_dir / "features" / f"{key_name}.zarr"
     stage = f"features-{key_name}"
     params = [
-        dataclasses.asdict(model),
+        _model_fields(dataclasses.asdict(model)),
         cfg.batch_size,
         cfg.dtype,
         sha256_file(state.variants_dir / "variants.csv"),
@@ -248,6 +272,8 @@ def _extract_one(state: RunState, cache: StageCache, model: ModelConfig) -> dict
             batch_size=cfg.batch_size,
             device=cfg.device,
             seed=model.seed,
+            resize=model.resize,
+            crop=model.crop,
             workers=cfg.workers,
             precision=cfg.precision,
             scheduler=state.scheduler,

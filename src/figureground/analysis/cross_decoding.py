@@ -32,12 +32,12 @@ from figureground import logs
 from figureground.analysis.decoding import select_pairs, vote
 from figureground.analysis.encoding import (
     RidgeSettings,
-    _groups,
-    _targets,
     align,
     fit_predict,
     outer_splits,
+    response_targets,
     ridge_backend,
+    session_groups,
 )
 from figureground.errors import DataError, UsageError
 
@@ -189,9 +189,9 @@ def cross_decoding(
     n_images, n_channels, n_times = (meg.sizes[d] for d in ("image", "channel", "time"))
     if n_channels < 2:
         raise DataError(f"MEG array has {n_channels} channel(s); 2-vs-2 needs >= 2")
-    Y = _targets(meg, settings.dtype)
+    Y = response_targets(meg, settings.dtype)
     measured = np.asarray(Y, dtype=np.float64).reshape(n_images, n_channels, n_times)
-    groups = _groups(meg)
+    groups = session_groups(meg)
     splits = outer_splits(meg, n_splits, seed)
     votes: dict[str, list[np.ndarray]] = {name: [] for name in names}
     fold_pairs = []

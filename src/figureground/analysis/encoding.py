@@ -271,7 +271,7 @@ def r2_columns(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         return np.where(total > 0, 1.0 - residual / total, np.nan)
 
 
-def _targets(meg: xr.DataArray, dtype: str) -> np.ndarray:
+def response_targets(meg: xr.DataArray, dtype: str) -> np.ndarray:
     """MEG (image, channel, time) as Y (images, channels * times) in ``dtype``.
 
     Y is divided by its overall standard deviation: recordings in tesla (~1e-13, as raw MEG
@@ -287,7 +287,7 @@ def _targets(meg: xr.DataArray, dtype: str) -> np.ndarray:
     return values.reshape(values.shape[0], -1).astype(dtype, copy=False)
 
 
-def _groups(meg: xr.DataArray) -> np.ndarray | None:
+def session_groups(meg: xr.DataArray) -> np.ndarray | None:
     return np.asarray(meg["session"].values) if "session" in meg.coords else None
 
 
@@ -317,8 +317,8 @@ def encode(
     (time, channel) map. Attributes describe the fit.
     """
     meg, (X,) = align(meg, features)
-    Y = _targets(meg, settings.dtype)
-    groups = _groups(meg)
+    Y = response_targets(meg, settings.dtype)
+    groups = session_groups(meg)
     splits = outer_splits(meg, n_splits, seed)
     n_channels, n_times = meg.sizes["channel"], meg.sizes["time"]
     scores = np.empty((len(splits), n_times, n_channels))
@@ -400,8 +400,8 @@ def variance_partition(
     Tidy DataFrame with columns time, component, value, metric ("r2_cv") and ``descriptors``.
     """
     meg, (X_fg, X_bg) = align(meg, foreground, background)
-    Y = _targets(meg, settings.dtype)
-    groups = _groups(meg)
+    Y = response_targets(meg, settings.dtype)
+    groups = session_groups(meg)
     splits = outer_splits(meg, n_splits, seed)
     n_channels, n_times = meg.sizes["channel"], meg.sizes["time"]
     bands = {"joint": (X_fg, X_bg), "fg": (X_fg,), "bg": (X_bg,)}

@@ -198,14 +198,14 @@ def mask_partition(
     names = list(bands)
     meg, matrices = encoding.align(meg, *bands.values())
     X = dict(zip(names, [np.asarray(m, dtype=np.float64) for m in matrices], strict=True))
-    Y = encoding._targets(meg, "float64")
+    Y = encoding.response_targets(meg, "float64")
     n_images, n_channels, n_times = (meg.sizes[d] for d in ("image", "channel", "time"))
     if n_target_components is not None and n_target_components >= n_channels:
         log.info(
             "n_target_components=%d >= %d sensors: no reduction", n_target_components, n_channels
         )
         n_target_components = None
-    groups = encoding._groups(meg)
+    groups = encoding.session_groups(meg)
     splits = encoding.outer_splits(meg, n_splits, seed)
     models = _models(names, focus, report_unique)
     counts = _bootstrap_counts(n_images, n_boot, seed)

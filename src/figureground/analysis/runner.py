@@ -46,9 +46,9 @@ from figureground.analysis.study.columns import ALL_IMAGES, CEILING_COLUMNS, SEE
 from figureground.analysis.study.encoding_results import encoding_results
 from figureground.analysis.study.gaze_results import run_gaze
 from figureground.analysis.study.inputs import (
-    _post_stimulus,
     load_recordings,
     load_test_recordings,
+    post_stimulus,
     response_window,
     select_stores,
 )
@@ -60,13 +60,13 @@ from figureground.analysis.study.seed_results import (
     seed_summary,
 )
 from figureground.analysis.study.tables import (
-    _attempt,
-    _ground_truth,
-    _records,
-    _write_csv,
     curve_summary,
     figure_vs_ground,
+    ground_truth_summary,
     image_strata,
+    json_records,
+    run_or_note,
+    write_csv,
 )
 from figureground.analysis.study.verdict_results import headline, verdict_results
 from figureground.analysis.study.where_runner import run_where
@@ -111,14 +111,14 @@ def run_careful(
     if cfg.rsa.enabled:
         strata, summary["strata"] = image_strata(cfg, variants_csv, first["image"].values)
         masks = find_mask_grids(variants_csv)
-        found = _attempt(
+        found = run_or_note(
             summary, "RSA", lambda: rsa_results(cfg, meg, stores, strata, scheduler, masks)
         )
         if found is not None:
             rsa, meg_rdms = found.table, found.meg_rdms
             for view, reason in found.skipped_views.items():
                 summary["notes"].append(f"The {view} view was not analysed: {reason}.")
-            _write_csv(rsa, results_dir / "rsa_timecourse.csv")
+            write_csv(rsa, results_dir / "rsa_timecourse.csv")
             write_verdict(cfg, found, results_dir, summary)
             rsa_sum = curve_summary(
                 rsa,
@@ -150,8 +150,8 @@ def run_careful(
                         "seed",
                     )
                 },
-                "summary": _records(rsa_sum),
-                "figure_vs_ground": _records(
+                "summary": json_records(rsa_sum),
+                "figure_vs_ground": json_records(
                     figure_vs_ground(
                         plain,
                         ["participant", "model", "weights", "layer", "level", "view", "stratum"],
@@ -167,13 +167,13 @@ def run_careful(
                     if table is not None:
                         ceilings.append(table)
     if cfg.encoding.enabled:
-        found = _attempt(
+        found = run_or_note(
             summary, "encoding", lambda: encoding_results(cfg, meg, stores, sensor_maps)
         )
         if found is not None:
             encoding, partition = found
-            _write_csv(encoding, results_dir / "encoding.csv")
-            _write_csv(partition, results_dir / "variance_partition.csv")
+            write_csv(encoding, results_dir / "encoding.csv")
+            write_csv(partition, results_dir / "variance_partition.csv")
             by = ["participant", "model", "weights", "layer"]
             enc_sum = curve_summary(encoding, [*by, "condition"])
             part_sum = (
@@ -194,12 +194,12 @@ def run_careful(
                         "seed",
                     )
                 },
-                "summary": _records(enc_sum),
-                "figure_vs_ground": _records(figure_vs_ground(enc_sum, by, "condition")),
+                "summary": json_records(enc_sum),
+                "figure_vs_ground": json_records(figure_vs_ground(enc_sum, by, "condition")),
             }
             summary["variance_partition"] = {
-                "summary": _records(part_sum),
-                "figure_vs_ground": _records(
+                "summary": json_records(part_sum),
+                "figure_vs_ground": json_records(
                     figure_vs_ground(part_sum, by, "component", "unique_fg", "unique_bg")
                 )
                 if not part_sum.empty
@@ -214,7 +214,7 @@ def run_careful(
                 "repetitions are not computed (the ceiling across participants still is)."
             )
         for participant, responses in test.items():
-            found = _attempt(
+            found = run_or_note(
                 summary,
                 f"the authors' noise ceiling of {participant}",
                 lambda r=responses, p=participant: authors_noise_ceiling(r, p),
@@ -222,7 +222,7 @@ def run_careful(
             if found is not None:
                 ceilings.append(found)
             if cfg.rsa.enabled:
-                found = _attempt(
+                found = run_or_note(
                     summary,
                     f"RSA noise ceiling of {participant}",
                     lambda r=responses, p=participant: rsa_ceiling_repetitions(r, cfg, p),
@@ -230,7 +230,7 @@ def run_careful(
                 if found is not None:
                     ceilings.append(found)
             if cfg.encoding.enabled:
-                found = _attempt(
+                found = run_or_note(
                     summary,
                     f"encoding noise ceiling of {participant}",
                     lambda r=responses, p=participant: encoding_ceiling(r, cfg, p),
@@ -242,14 +242,14 @@ def run_careful(
             if ceilings
             else pd.DataFrame(columns=CEILING_COLUMNS)
         )
-        _write_csv(ceiling, results_dir / "noise_ceiling.csv")
+        write_csv(ceiling, results_dir / "noise_ceiling.csv")
         summary["noise_ceiling"] = {
             "options": {
                 "rsa_groups": cfg.noise_ceiling.rsa_groups,
                 "n_splits": cfg.noise_ceiling.n_splits,
                 "ci": cfg.noise_ceiling.ci,
             },
-            "summary": _records(ceiling_summary(ceiling)),
+            "summary": json_records(ceiling_summary(ceiling)),
             "note": (
                 "RSA ceilings from the test images' repetitions bound a participant's "
                 "single-presentation RDMs but are computed on the test images, not on "
@@ -258,7 +258,7 @@ def run_careful(
             ),
         }
     clusters = cluster_tests(cfg, rsa, encoding, partition)
-    _write_csv(clusters, results_dir / "clusters.csv")
+    write_csv(clusters, results_dir / "clusters.csv")
     n_people = len(meg)
     summary["clusters"] = {
         "options": {
@@ -269,7 +269,7 @@ def run_careful(
         },
         "n_participants": n_people,
         "n_clusters": len(clusters),
-        "significant": _records(clusters[clusters["significant"].astype(bool)]),
+        "significant": json_records(clusters[clusters["significant"].astype(bool)]),
     }
     if n_people < 2:
         summary["notes"].append(
@@ -297,8 +297,8 @@ def write_verdict(
             (results_dir / name).unlink(missing_ok=True)
         return
     verdict, timecourse = verdict_results(cfg, study)
-    _write_csv(verdict, results_dir / "verdict.csv")
-    _write_csv(timecourse, results_dir / "verdict_timecourse.csv")
+    write_csv(verdict, results_dir / "verdict.csv")
+    write_csv(timecourse, results_dir / "verdict_timecourse.csv")
     if not study.curves:
         summary["notes"].append("No verdict: it needs bootstrap samples (analyses.rsa.n_boot > 0).")
     summary["verdict"] = {
@@ -314,7 +314,7 @@ def write_verdict(
             "seed": cfg.verdict.seed,
         },
         "headline": headline(cfg, verdict),
-        "rows": _records(verdict[verdict["contrast"] == "verdict"]),
+        "rows": json_records(verdict[verdict["contrast"] == "verdict"]),
     }
 
 
@@ -322,7 +322,7 @@ def ceiling_summary(ceiling: pd.DataFrame) -> pd.DataFrame:
     """Post-stimulus mean of each ceiling's value and bounds, per participant and estimate."""
     if ceiling.empty:
         return pd.DataFrame()
-    post = ceiling[_post_stimulus(ceiling["time"].to_numpy())]
+    post = ceiling[post_stimulus(ceiling["time"].to_numpy())]
     keys = ["participant", "analysis", "estimate", "level", "method"]
     return post.groupby(keys, as_index=False, sort=True)[["value", "lower", "upper"]].mean()
 
@@ -352,7 +352,7 @@ def run_analyses(
                 f"{info['replaces']} could not be used here; {info['model']} "
                 f"({info['weights']}) replaces it. Reason: {info.get('replaced_because', '')}"
             )
-    truth = _ground_truth(neural_files)
+    truth = ground_truth_summary(neural_files)
     if truth is not None:
         summary["ground_truth"] = truth
     neural_files = run_gaze(
@@ -363,7 +363,7 @@ def run_analyses(
     if cfg.seed.enabled:
         meg = load_recordings(neural_files)
         table = seed_results(cfg, meg, feature_stores, scheduler)
-        _write_csv(table[SEED_COLUMNS], results_dir / "seed_distance.csv")
+        write_csv(table[SEED_COLUMNS], results_dir / "seed_distance.csv")
         summary["seed_distance"] = {
             "options": {
                 "response": cfg.seed.response,
@@ -375,17 +375,17 @@ def run_analyses(
             **seed_summary(table, n_boot=cfg.seed.n_boot, seed=cfg.seed.seed),
         }
         if cfg.seed.identity:
-            found = _attempt(
+            found = run_or_note(
                 summary, "seed identity", lambda: identity_results(cfg, meg, feature_stores)
             )
             if found is not None:
-                _write_csv(found[0], results_dir / "seed_identity.csv")
+                write_csv(found[0], results_dir / "seed_identity.csv")
                 summary["seed_identity"] = {
                     "options": {
                         "max_images": cfg.seed.identity_max_images,
                         "n_permutations": cfg.seed.n_permutations,
                     },
-                    "conditions": _records(found[0]),
+                    "conditions": json_records(found[0]),
                     "figure_vs_ground": found[1],
                 }
     if not (cfg.seed.enabled and cfg.seed.identity):

@@ -76,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="background colour of no-background images, R,G,B (default: white)",
     )
     parser.add_argument(
+        "--little-background-above",
+        type=float,
+        default=0.9,
+        help="foreground fraction from which an image is flagged little_background (0.9)",
+    )
+    parser.add_argument(
         "--alpha-floor",
         type=float,
         default=0.0,
@@ -120,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         inpaint_radius=args.inpaint_radius,
         inpaint_max_side=args.inpaint_max_side,
         fill=args.fill,
+        little_background_above=args.little_background_above,
         alpha_floor=args.alpha_floor,
         workers=args.workers,
         csv_path=args.csv_path,

@@ -23,8 +23,8 @@ from figureground.analysis.study.columns import FIGURE, GROUND
 from figureground.analysis.study.encoding_results import ridge_settings
 from figureground.analysis.study.inputs import condition_features, held_first
 from figureground.analysis.study.rsa_results import (
-    _describe,
-    _region_masks,
+    describe_store,
+    region_masks,
     scaled,
     viewed_features,
 )
@@ -133,7 +133,7 @@ def cross_results(
         for info in stores:
             for layer in info["layers"]:
                 features = condition_features(info, layer)
-                masks = _region_masks(dec.view, features, info, mask_grids)
+                masks = region_masks(dec.view, features, info, mask_grids)
                 viewed = viewed_features(features, dec.view, masks)
                 sets = {name: viewed[condition] for name, condition in FEATURE_SETS.items()}
                 log.info("cross-decoding: %s %s %s", participant, info["key"], layer)
@@ -148,7 +148,7 @@ def cross_results(
                         backend=enc.backend,
                         participant=participant,
                         view=dec.view,
-                        **_describe(info, layer),
+                        **describe_store(info, layer),
                     )
                 )
     if not per_person:

@@ -10,7 +10,7 @@ import pandas as pd
 from figureground import logs
 from figureground.analysis.study.columns import ENCODING_COLUMNS, FIGURE, GROUND, PARTITION_COLUMNS
 from figureground.analysis.study.inputs import condition_features, held_first
-from figureground.analysis.study.rsa_results import _describe, scaled, span_basis
+from figureground.analysis.study.rsa_results import describe_store, scaled, span_basis
 from figureground.config import CONDITIONS, AnalysesConfig
 
 log = logs.get_logger(__name__)
@@ -72,12 +72,12 @@ def encoding_results(
                     name: span_basis(array)
                     for name, array in condition_features(info, layer).items()
                 }
-                names = {"participant": participant, **_describe(info, layer)}
+                names = {"participant": participant, **describe_store(info, layer)}
                 for c_index, condition in enumerate(CONDITIONS):
                     log.info("encoding: %s %s %s %s", participant, info["key"], layer, condition)
                     scores = encode(responses, features[condition], **options)
                     if sensor_maps is not None:
-                        scores.attrs.update(_describe(info, layer))
+                        scores.attrs.update(describe_store(info, layer))
                         sensor_maps[(str(info["key"]), layer, participant, condition)] = scores
                     encodings[(s_index, l_index, p_index, c_index)] = encoding_table(
                         scores,

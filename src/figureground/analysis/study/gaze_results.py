@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from figureground import logs
+from figureground.analysis.study.tables import json_records, write_csv
 from figureground.errors import DataError
 
 log = logs.get_logger(__name__)
@@ -254,13 +255,6 @@ def gaze_tables(
     return pd.concat(tables, ignore_index=True), pooled_density(densities), notes
 
 
-def _write_table(table: pd.DataFrame, path: Path) -> None:
-    from figureground.fsutil import atomic_path
-
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-
-
 def _participant_summary(table: pd.DataFrame) -> dict[str, Any]:
     return {
         "n_trials": len(table),
@@ -300,7 +294,7 @@ def run_gaze(
         log.info("gaze: %s", note)
     if table.empty:
         return entries
-    _write_table(table, results_dir / "gaze.csv")
+    write_csv(table, results_dir / "gaze.csv")
     np.savez(results_dir / "gaze_density.npz", **density)
     info: dict[str, Any] = {
         "options": dataclasses.asdict(cfg),
@@ -345,14 +339,7 @@ def run_gaze(
                 "(analyses.gaze.min_images)."
             )
         else:
-            _write_table(result, results_dir / "gaze_strata.csv")
+            write_csv(result, results_dir / "gaze_strata.csv")
             info["figure_vs_ground"] = json_records(result)
     summary["gaze"] = info
     return entries
-
-
-def json_records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """JSON-ready rows (6 significant digits)."""
-    import json
-
-    return json.loads(table.to_json(orient="records", double_precision=6))

@@ -149,5 +149,5 @@ def condition_features(info: Mapping[str, Any], layer: str) -> dict[str, Any]:
     return arrays
 
 
-def _post_stimulus(times: np.ndarray) -> np.ndarray:
+def post_stimulus(times: np.ndarray) -> np.ndarray:
     return np.asarray(times, dtype=np.float64) >= 0

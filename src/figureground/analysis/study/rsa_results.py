@@ -413,7 +413,7 @@ def rsa_one(
     return run.table, run.meg_rdms, run.labels
 
 
-def _describe(info: Mapping[str, Any], layer: str) -> dict[str, str]:
+def describe_store(info: Mapping[str, Any], layer: str) -> dict[str, str]:
     return {"model": str(info["model"]), "weights": str(info["weights"]), "layer": layer}
 
 
@@ -451,7 +451,7 @@ def viewed_features(
     return out
 
 
-def _region_masks(
+def region_masks(
     view: str, features: Mapping[str, Any], info: Mapping[str, Any], mask_grids: Any
 ) -> np.ndarray | None:
     if view != "region":
@@ -509,7 +509,7 @@ def rsa_results(
                         study.skipped_views[view] = "no object masks (variants/mask) to read"
                         continue
                     try:
-                        masks = _region_masks(view, features, info, mask_grids)
+                        masks = region_masks(view, features, info, mask_grids)
                     except DataError as exc:
                         study.skipped_views[view] = str(exc)
                         continue
@@ -530,7 +530,7 @@ def rsa_results(
                                 (s_index, l_index, v_index, r_index), {}
                             ),
                         )
-                        described = {**_describe(info, layer), "level": level, "view": view}
+                        described = {**describe_store(info, layer), "level": level, "view": view}
                         table = run.table.assign(
                             participant=participant, stratum=stratum, **described
                         )

@@ -19,9 +19,9 @@ from figureground import logs
 from figureground.analysis.study.columns import FIGURE, GROUND
 from figureground.analysis.study.inputs import condition_features, held_first
 from figureground.analysis.study.rsa_results import (
-    _describe,
-    _region_masks,
+    describe_store,
     level_patterns,
+    region_masks,
     viewed_features,
 )
 from figureground.config import AnalysesConfig
@@ -69,7 +69,7 @@ def sensor_rsa_maps(
         for name, array in condition_features(info, layer).items()
         if name in (FIGURE, GROUND)
     }
-    masks = _region_masks(sensors.view, features, info, mask_grids)
+    masks = region_masks(sensors.view, features, info, mask_grids)
     viewed = viewed_features(features, sensors.view, masks)
     meg_values, models, labels = level_patterns(responses, viewed, sensors.level)
     keep = _subset(len(labels), sensors.max_conditions, sensors.seed)
@@ -135,7 +135,7 @@ def sensor_results(
                     continue
                 key = ("rsa", str(info["key"]), layer)
                 differences.setdefault(key, {})[participant] = diff
-                described[key] = _describe(info, layer)
+                described[key] = describe_store(info, layer)
     if sensors.encoding and encoding_maps:
         for (store_key, layer, participant, condition), _ in encoding_maps.items():
             if condition != FIGURE:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from figureground import logs
 from figureground.analysis.study.columns import FIGURE, GROUND, MEAN
-from figureground.analysis.study.inputs import _post_stimulus
+from figureground.analysis.study.inputs import post_stimulus
 from figureground.config import AnalysesConfig
 from figureground.errors import DataError
 from figureground.fsutil import atomic_path
@@ -108,7 +108,7 @@ def curve_summary(table: pd.DataFrame, by: Sequence[str], value: str = "value") 
             group = group.sort_values("time")
             values = group[value].to_numpy(dtype=np.float64)
             times = group["time"].to_numpy(dtype=np.float64)
-            post = _post_stimulus(times)
+            post = post_stimulus(times)
             finite = np.isfinite(values)
             peak = int(np.nanargmax(values)) if finite.any() else 0
             rows.append(
@@ -138,18 +138,18 @@ def figure_vs_ground(
     return out.reset_index()
 
 
-def _records(table: pd.DataFrame | None) -> list[dict[str, Any]]:
+def json_records(table: pd.DataFrame | None) -> list[dict[str, Any]]:
     if table is None or table.empty:
         return []
     return json.loads(table.to_json(orient="records", double_precision=6))
 
 
-def _write_csv(table: pd.DataFrame, path: Path) -> None:
+def write_csv(table: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
 
 
-def _ground_truth(neural_files: Mapping[str, Mapping[str, Path | None]]) -> dict | None:
+def ground_truth_summary(neural_files: Mapping[str, Mapping[str, Path | None]]) -> dict | None:
     folders = {Path(files["epochs"]).parent for files in neural_files.values()}
     for folder in folders:
         truth = folder / "ground_truth.json"
@@ -167,7 +167,7 @@ def _ground_truth(neural_files: Mapping[str, Mapping[str, Path | None]]) -> dict
     return None
 
 
-def _attempt(summary: dict[str, Any], what: str, func: Callable[[], Any]) -> Any:
+def run_or_note(summary: dict[str, Any], what: str, func: Callable[[], Any]) -> Any:
     """Run one analysis; a data problem skips it with a logged warning and a note."""
     try:
         return func()

@@ -36,7 +36,7 @@ from figureground.analysis.study.inputs import (
     select_stores,
 )
 from figureground.analysis.study.masks import find_mask_grids
-from figureground.analysis.study.tables import _attempt, _records, _write_csv
+from figureground.analysis.study.tables import json_records, run_or_note, write_csv
 from figureground.config import AnalysesConfig
 
 log = logs.get_logger(__name__)
@@ -71,7 +71,7 @@ def _post_mean(table: pd.DataFrame, by: list[str]) -> list[dict[str, Any]]:
     if table.empty:
         return []
     post = table[table["time"] >= 0]
-    return _records(post.groupby(by, as_index=False, sort=True)["value"].mean())
+    return json_records(post.groupby(by, as_index=False, sort=True)["value"].mean())
 
 
 def run_where(
@@ -95,7 +95,7 @@ def run_where(
     if cfg.mask_partition.enabled:
         from figureground.analysis.study.mask_partition_results import mask_partition_results
 
-        found = _attempt(
+        found = run_or_note(
             summary,
             "mask partition",
             lambda: mask_partition_results(cfg, meg, stores, masks, variants_csv),
@@ -103,7 +103,7 @@ def run_where(
         if found is not None:
             table, notes = found
             summary["notes"].extend(notes)
-            _write_csv(table, results_dir / "mask_partition.csv")
+            write_csv(table, results_dir / "mask_partition.csv")
             summary["mask_partition"] = {
                 "options": dataclasses.asdict(cfg.mask_partition),
                 "post_stimulus_mean": _post_mean(
@@ -113,46 +113,48 @@ def run_where(
     if cfg.readout.enabled:
         from figureground.analysis.study.readout_results import readout_results
 
-        found = _attempt(summary, "readout maps", lambda: readout_results(cfg, meg, stores, masks))
+        found = run_or_note(
+            summary, "readout maps", lambda: readout_results(cfg, meg, stores, masks)
+        )
         if found is not None:
             table, maps, notes = found
             summary["notes"].extend(notes)
-            _write_csv(table, results_dir / "readout_ratio.csv")
+            write_csv(table, results_dir / "readout_ratio.csv")
             from figureground.analysis.readout_ratio import write_readout_maps
 
             if maps is not None:
                 write_readout_maps(maps, results_dir / "readout_maps.zarr")
             summary["readout"] = {
                 "options": dataclasses.asdict(cfg.readout),
-                "windows": _records(table),
+                "windows": json_records(table),
             }
     if cfg.sensors.enabled:
         from figureground.analysis.study.sensor_results import sensor_results
 
-        found = _attempt(
+        found = run_or_note(
             summary,
             "sensor effects",
             lambda: sensor_results(cfg, meg, stores, masks, sensor_maps),
         )
         if found is not None:
             summary["notes"].extend(found.notes)
-            _write_csv(found.table, results_dir / "sensor_effects.csv")
-            _write_csv(found.clusters, results_dir / "sensor_clusters.csv")
+            write_csv(found.table, results_dir / "sensor_effects.csv")
+            write_csv(found.clusters, results_dir / "sensor_clusters.csv")
             summary["sensors"] = {
                 "options": dataclasses.asdict(cfg.sensors),
-                "clusters": _records(found.clusters),
+                "clusters": json_records(found.clusters),
             }
     if cfg.decoding.enabled:
         from figureground.analysis.study.decoding_results import decoding_results
 
         test = load_test_recordings(neural_files, **window) if cfg.decoding.pairwise else {}
-        found = _attempt(
+        found = run_or_note(
             summary, "decoding", lambda: decoding_results(cfg, meg, test, stores, masks)
         )
         if found is not None:
             table, notes = found
             summary["notes"].extend(notes)
-            _write_csv(table, results_dir / "decoding.csv")
+            write_csv(table, results_dir / "decoding.csv")
             summary["decoding"] = {
                 "options": dataclasses.asdict(cfg.decoding),
                 "post_stimulus_mean": _post_mean(
