@@ -230,3 +230,21 @@ def test_partial_correlation_is_bounded_and_nan_when_models_are_collinear() -> N
     assert finite.size and np.all(np.abs(finite) <= 1.0)
     collinear = np.vstack([models[0], 2.0 * models[0] + 1.0])
     assert np.isnan(compare_rdms(data, collinear, "partial_pearson")).all()
+
+
+def test_spearman_partial_curves_share_ranks_and_equal_direct_references() -> None:
+    """Spearman with partial curves ranks each time point once; the values are those of a
+    direct scipy Spearman and of compare_rdms' partial_spearman on the same RDMs."""
+    meg, feats = _study()
+    table = rsa_timecourse(meg, feats, method="spearman")
+    t = 3
+    meg_rdm = pdist(meg.values[:, :, t], "correlation")
+    model = {c: pdist(v.values.reshape(24, -1), "correlation") for c, v in feats.items()}
+    at = table[np.isclose(table.time, float(meg.time[t]))].set_index(["condition", "given"])
+    for condition, rdm in model.items():
+        expected = stats.spearmanr(meg_rdm, rdm).statistic
+        assert at.loc[(condition, ""), "value"] == pytest.approx(expected, abs=1e-6)
+    pair = np.stack([model["no_background"], model["no_foreground"]])
+    expected = compare_rdms(meg_rdm[None], pair, "partial_spearman")[0, 0]
+    assert at.loc[("no_background", "no_foreground"), "value"] == pytest.approx(expected, abs=1e-6)
+    assert set(at["method"]) == {"spearman", "partial_spearman"}

@@ -28,7 +28,7 @@ from figureground.analysis.rdm_calc import (
     noise_covariance,
     noise_precision,
 )
-from figureground.analysis.rdm_compare import METHODS, compare_rdms
+from figureground.analysis.rdm_compare import METHODS, compare_rdms, rank_rows
 from figureground.errors import DataError, UsageError
 
 if TYPE_CHECKING:
@@ -222,6 +222,11 @@ def rsa_timecourse(
         (a, b) for a, b in PARTIAL_PAIRS if partial and a in model_values and b in model_values
     ]
     partial_method = _partial_method(method)
+    # Spearman with partial curves: ranks shared by the plain and the partial comparisons
+    # (Pearson of the ranks), when every RDM is finite (NaN pairs take the per-call path).
+    shared_ranks = None
+    if method == "spearman" and partial_rows and np.isfinite(model_rdms).all():
+        shared_ranks = rank_rows(np.asarray(model_rdms, dtype=np.float64))
     times = np.asarray(meg["time"].values, dtype=np.float64)
     values = np.empty((times.size, len(conditions)))
     partial_values = np.empty((times.size, len(partial_rows)))
@@ -235,14 +240,19 @@ def rsa_timecourse(
     for time_slice, rdms in logs.progress(batches, total=-(-times.size // batch_size), desc="RSA"):
         if rdms_out is not None:
             rdms_out[time_slice] = rdms
-        values[time_slice] = compare_rdms(rdms, model_rdms, method, n_jobs=n_jobs)
+        plain, partial_kind, ranked_models = method, partial_method, model_rdms
+        if shared_ranks is not None and np.isfinite(rdms).all():
+            # one rank transform per time point for every model and partial comparison
+            rdms = rank_rows(rdms, n_jobs=n_jobs)
+            plain, partial_kind, ranked_models = "pearson", "partial_pearson", shared_ranks
+        values[time_slice] = compare_rdms(rdms, ranked_models, plain, n_jobs=n_jobs)
         for col, (target, given) in enumerate(partial_rows):
             pair = np.stack(
-                [model_rdms[conditions.index(target)], model_rdms[conditions.index(given)]]
+                [ranked_models[conditions.index(target)], ranked_models[conditions.index(given)]]
             )
-            partial_values[time_slice, col] = compare_rdms(
-                rdms, pair, partial_method, n_jobs=n_jobs
-            )[:, 0]
+            partial_values[time_slice, col] = compare_rdms(rdms, pair, partial_kind, n_jobs=n_jobs)[
+                :, 0
+            ]
     first = next(iter(model_features.values()))
     common = {
         "participant": str(
