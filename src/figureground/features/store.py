@@ -350,3 +350,52 @@ def open_features(
         if dataset[name].dtype.kind == "T"
     }
     return dataset.assign_coords(text_coords)
+
+
+def open_layer(
+    path: str | os.PathLike, variant: str, layer: str, allow_partial: bool = False
+) -> Any:
+    """One layer of one variant group as a lazy ``xarray.DataArray`` of the stored images.
+
+    Coordinates as :func:`open_features` (``image``, ``concept``, ...); values are read from
+    the store only when used, so slicing a chunk of images reads only that chunk.
+
+    Raises
+    ------
+    UsageError
+        The store, the variant group or the layer does not exist.
+    DataError
+        Some images are still pending, unless ``allow_partial``.
+    """
+    dataset = open_features(path, variant, allow_partial)
+    if layer not in dataset.data_vars:
+        raise UsageError(
+            f"feature store {path} ({variant}) has no layer {layer!r}; it holds "
+            f"{', '.join(sorted(map(str, dataset.data_vars))) or 'none'}"
+        )
+    return dataset[layer]
+
+
+def read_layer(
+    path: str | os.PathLike, variant: str, layer: str, image_ids: Sequence[str] | None = None
+) -> np.ndarray:
+    """Values of one layer of one variant group, for ``image_ids`` in that order (default all).
+
+    Raises
+    ------
+    UsageError
+        As :func:`open_layer`.
+    DataError
+        Some of ``image_ids`` are not stored images of the group.
+    """
+    array = open_layer(path, variant, layer)
+    if image_ids is not None:
+        wanted = [str(i) for i in image_ids]
+        missing = sorted(set(wanted) - {str(i) for i in array["image"].values})
+        if missing:
+            raise DataError(
+                f"feature store {path} ({variant}) lacks {len(missing)} of the requested "
+                f"images (e.g. {missing[:3]})"
+            )
+        array = array.sel(image=wanted)
+    return np.asarray(array.values)

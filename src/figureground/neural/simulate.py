@@ -45,21 +45,24 @@ from figureground.neural.design import (
     DesignParams,
     choose_test_images,
     design_trials,
-    event_codes,
     stimulus_table,
 )
 from figureground.neural.sensors import sensor_positions, smooth_kernel, things_meg_channel_names
+from figureground.neural.things_meg import (
+    N_CHANNELS,
+    N_SAMPLES,
+    SFREQ,
+    TMIN,
+    epochs_file,
+    write_epochs,
+)
 
 log = logs.get_logger(__name__)
 
-SFREQ = 200.0
-TMIN = -0.1
-N_SAMPLES = 281
 SIGNAL_WINDOW = (0.0, 0.8)
 BASELINE = (None, 0.0)  # as step1_preprocessing.py: from the first sample to 0 s
 FG_VARIANT, BG_VARIANT = "no_background", "no_foreground"
 DEFAULT_EVOKED = 0.5  # evoked amplitude in noise SDs (the authors' ERFs peak near 0.5 z)
-N_CHANNELS = 271
 
 
 def times() -> np.ndarray:
@@ -394,7 +397,7 @@ def simulate_codes(
                 data[start : start + len(block)] = block
                 noise_sum += summed
             attributes = trials.drop(columns="_row")
-            _write_participant(staging, number, data, attributes)
+            write_epochs(staging, number, data, attributes)
             reliability = _test_reliability(data, attributes, t)
             people.append(
                 {
@@ -417,36 +420,6 @@ def simulate_codes(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
-
-
-def _write_participant(
-    folder: Path, number: int, data: np.ndarray, attributes: pd.DataFrame
-) -> None:
-    import mne
-
-    from figureground.neural.sensors import things_meg_info
-
-    events = np.column_stack(
-        [
-            np.arange(len(attributes)) * 300 + 1000,
-            np.zeros(len(attributes), dtype=int),
-            event_codes(attributes),
-        ]
-    ).astype(int)
-    info = things_meg_info(SFREQ)
-    with info._unlock():  # MNE has no public setter for the recorded filter edges
-        info["lowpass"], info["highpass"] = 40.0, 0.1
-    epochs = mne.EpochsArray(
-        data, info, events=events, tmin=TMIN, metadata=attributes, verbose="error"
-    )
-    epochs.save(
-        folder / f"preprocessed_P{number}-epo.fif",
-        fmt="single",
-        overwrite=True,
-        split_size="2GB",
-        verbose="error",
-    )
-    attributes.to_csv(folder / f"sample_attributes_P{number}.csv", index=False)
 
 
 def _test_reliability(data: np.ndarray, attributes: pd.DataFrame, t: np.ndarray) -> dict:
@@ -478,7 +451,7 @@ def _finished(out: Path, key: str, participants: int) -> bool:
         recorded = json.loads(truth.read_text()).get("params_hash")
     except (OSError, json.JSONDecodeError):
         return False
-    files = [out / f"preprocessed_P{n}-epo.fif" for n in range(1, participants + 1)]
+    files = [epochs_file(out, n) for n in range(1, participants + 1)]
     return recorded == key and all(path.is_file() for path in files)
 
 

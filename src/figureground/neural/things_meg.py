@@ -5,12 +5,16 @@ Each participant's file holds 27,048 epochs x 271 sensors x 281 samples (200 Hz,
 catch trials. The loader reads epochs in chunks (never the whole 8 GB file), averages per
 image (or concept) in float64 and returns float32 ``xarray.DataArray`` objects aligned to the
 stimulus manifest's ``image_id`` (the file stem of ``image_path``).
+
+This module owns the format both ways: the simulator (:mod:`figureground.neural.simulate`)
+and the synthetic THINGS-size data (:mod:`figureground.scale.synth`) write their files with
+:func:`write_epochs` and :func:`write_epochs_in_parts`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -25,12 +29,21 @@ from figureground.neural.aggregate import (
     check_consistent,
     concept_of_id,
 )
+from figureground.neural.sensors import N_THINGS_MEG_SENSORS
 
 log = logs.get_logger(__name__)
 
 TRIAL_TYPES = ("exp", "test")
 REQUIRED_COLUMNS = ("trial_type", "image_path")
-_EPOCHS_NAME = re.compile(r"^preprocessed_P(\d+)-epo\.fif$")
+EPOCHS_NAME = "preprocessed_P{participant}-epo.fif"
+ATTRIBUTES_NAME = "sample_attributes_P{participant}.csv"
+_EPOCHS_PATTERN = re.compile(r"^preprocessed_P(\d+)-epo\.fif$")
+
+SFREQ = 200.0  # Hz
+TMIN = -0.1  # s, the first sample of an epoch
+N_SAMPLES = 281  # -0.1 to 1.3 s
+N_CHANNELS = N_THINGS_MEG_SENSORS
+LOWPASS, HIGHPASS = 40.0, 0.1  # Hz, the filter edges the released files record
 
 
 def read_epochs_lazy(epochs_path: str | Path):
@@ -362,7 +375,7 @@ def find_attributes(epochs_path: str | Path) -> Path | None:
     match = re.search(r"P(\d+)", path.name)
     if match is None:
         return None
-    name = f"sample_attributes_P{match.group(1)}.csv"
+    name = ATTRIBUTES_NAME.format(participant=match.group(1))
     folder = path.absolute().parent  # absolute, not resolved: annexed files are symlinks
     candidates = [path.parent / name]
     candidates += [
@@ -384,7 +397,7 @@ def find_participants(directory: str | Path) -> dict[str, tuple[Path, Path | Non
         raise UsageError(f"THINGS-MEG folder {root} not found")
     found = {}
     for path in sorted(root.iterdir()):
-        match = _EPOCHS_NAME.match(path.name)
+        match = _EPOCHS_PATTERN.match(path.name)
         if match:
             found[f"P{match.group(1)}"] = (path, find_attributes(path))
     if not found:
@@ -407,3 +420,130 @@ def load_participants(
     arrays = {name: load(found[name][0], found[name][1], **kwargs) for name in wanted}
     check_consistent({str(found[name][0]): arrays[name] for name in wanted})
     return arrays
+
+
+# ------------------------------------------------------------------------------ writing
+
+
+def epochs_file(folder: str | Path, participant: int) -> Path:
+    """``folder/preprocessed_P{participant}-epo.fif``."""
+    return Path(folder) / EPOCHS_NAME.format(participant=participant)
+
+
+def attributes_file(folder: str | Path, participant: int) -> Path:
+    """``folder/sample_attributes_P{participant}.csv``."""
+    return Path(folder) / ATTRIBUTES_NAME.format(participant=participant)
+
+
+def epochs_info():
+    """The ``mne.Info`` of a THINGS-MEG epochs file: 271 CTF sensors, 200 Hz, 0.1-40 Hz."""
+    from figureground.neural.sensors import things_meg_info
+
+    info = things_meg_info(SFREQ)
+    with info._unlock():  # MNE has no public setter for the recorded filter edges
+        info["lowpass"], info["highpass"] = LOWPASS, HIGHPASS
+    return info
+
+
+def epoch_events(attributes: pd.DataFrame) -> np.ndarray:
+    """MNE events (n, 3) of the epochs: samples 1000, 1300, ..., event code of each trial."""
+    from figureground.neural.design import event_codes
+
+    n = len(attributes)
+    return np.column_stack(
+        [np.arange(n) * 300 + 1000, np.zeros(n, dtype=int), event_codes(attributes)]
+    ).astype(int)
+
+
+def write_attributes(folder: str | Path, participant: int, attributes: pd.DataFrame) -> Path:
+    """Write ``sample_attributes_P{participant}.csv`` (one row per epoch, no index)."""
+    path = attributes_file(folder, participant)
+    attributes.to_csv(path, index=False)
+    return path
+
+
+def write_epochs(
+    folder: str | Path, participant: int, data: np.ndarray, attributes: pd.DataFrame
+) -> Path:
+    """Write one participant's epochs (float32, MNE 2 GB split parts) and attributes CSV.
+
+    ``data`` (epoch, channel, time) in memory; ``attributes`` one row per epoch, also attached
+    to the epochs as metadata. Returns the epochs file.
+    """
+    import mne
+
+    epochs = mne.EpochsArray(
+        data,
+        epochs_info(),
+        events=epoch_events(attributes),
+        tmin=TMIN,
+        metadata=attributes,
+        verbose="error",
+    )
+    path = epochs_file(folder, participant)
+    epochs.save(path, fmt="single", overwrite=True, split_size="2GB", verbose="error")
+    write_attributes(folder, participant, attributes)
+    return path
+
+
+def write_epochs_in_parts(
+    folder: str | Path,
+    participant: int,
+    attributes: pd.DataFrame,
+    part_data: Callable[[int, int], np.ndarray],
+    per_part: int,
+) -> list[Path]:
+    """Write one participant's epochs part by part, never holding the whole file in memory.
+
+    MNE cannot append to a FIF file, and a FIF tag's size is a 32-bit integer, so MNE itself
+    splits epochs files into parts that each hold one data tag (``Epochs.save(split_size=...)``),
+    linked by "next file" references that ``mne.read_epochs`` follows. Those parts are written
+    here one at a time with MNE's own part writer (``mne.epochs._save_split``, a private
+    function: pinned MNE 1.13), each from an ``EpochsArray`` of ``per_part`` epochs carrying the
+    whole file's ``event_id``, ``drop_log`` and its own ``selection``.
+
+    Parameters
+    ----------
+    attributes : one row per epoch (attached to each part's epochs, and written as the CSV).
+    part_data : ``part_data(start, stop)`` gives the data (stop - start, channel, time) of
+        epochs ``start:stop``; called once per part, in order.
+    per_part : epochs per part.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The part files, the first being ``preprocessed_P{participant}-epo.fif``.
+    """
+    import mne
+    from mne.epochs import _make_split_fnames, _save_split
+
+    n = len(attributes)
+    events = epoch_events(attributes)
+    codes = events[:, 2]
+    event_id = {str(c): int(c) for c in np.unique(codes)}
+    info = epochs_info()
+    starts = list(range(0, n, per_part))
+    n_parts = len(starts)
+    target = epochs_file(folder, participant)
+    names = [Path(p) for p in _make_split_fnames(target, n_parts, "neuromag")]
+    for part, start in enumerate(starts):
+        stop = min(start + per_part, n)
+        epochs = mne.EpochsArray(
+            part_data(start, stop),
+            info,
+            events=events[start:stop],
+            tmin=TMIN,
+            event_id={str(c): int(c) for c in np.unique(codes[start:stop])},
+            metadata=attributes.iloc[start:stop].reset_index(drop=True),
+            selection=np.arange(start, stop),
+            drop_log=tuple(() if start <= i < stop else ("IGNORED",) for i in range(n)),
+            verbose="error",
+        )
+        epochs.event_id = event_id  # every part carries the whole file's event ids
+        _save_split(epochs, names, part, n_parts, "single", True)
+        log.info(
+            "P%d: wrote part %d of %d (%d epochs)", participant, part + 1, n_parts, stop - start
+        )
+        del epochs
+    write_attributes(folder, participant, attributes)
+    return names

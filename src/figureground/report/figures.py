@@ -55,23 +55,14 @@ def pick_examples(variants: pd.DataFrame, count: int) -> pd.DataFrame:
     return ok.iloc[positions]
 
 
-def variant_paths(variants_dir: Path, source_root: Path, rel_path: str) -> dict[str, Path]:
-    """Files of the original, no-background, no-foreground and mask images of one row."""
-    stem = Path(rel_path).with_suffix(".png").as_posix()
-    return {
-        "original": source_root / rel_path,
-        "no_background": variants_dir / "no_background" / stem,
-        "no_foreground": variants_dir / "no_foreground" / stem,
-        "mask": variants_dir / "mask" / stem,
-    }
-
-
 def fig_examples(variants_dir: Path, source_root: Path, examples: pd.DataFrame) -> Figure:
     """Fig. 1: original (mask outline) / no background / no foreground per example image."""
+    from figureground.variants.layout import image_files
+
     rows = max(len(examples), 1)
     fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
     for row_axes, row in zip(axes, examples.itertuples(), strict=False):
-        paths = variant_paths(variants_dir, source_root, row.path)
+        paths = image_files(variants_dir, source_root, row.path)
         alpha = _read_alpha(paths["mask"])
         for ax, condition in zip(
             row_axes, ("original", "no_background", "no_foreground"), strict=True

@@ -13,16 +13,12 @@ sessions: 27,048 epochs x 271 sensors x 281 samples per participant)::
     OUT/meg/sample_attributes_P{n}.csv
     OUT/synth.json                         parameters, sizes, provenance (written last)
 
-How the epochs are written without holding them in memory: MNE cannot append to a FIF file,
-and a FIF tag's size is a 32-bit integer, so MNE itself splits epochs files into parts that
-each hold one data tag (``Epochs.save(split_size=...)``), linked by "next file" references
-that ``mne.read_epochs`` follows. We write those parts one at a time with MNE's own part
-writer (``mne.epochs._save_split``, a private function: pinned MNE 1.13), each from an
-``EpochsArray`` of ``part_epochs`` epochs carrying the whole file's ``event_id``,
-``drop_log`` and its own ``selection``. Peak memory is about two copies of one part in
-float64 (about 4 GiB at the default 3,500 epochs), whatever the total size (8.2 GB at full size).
-The data are drawn per block of :data:`BLOCK` epochs from a generator seeded by
-``(seed, participant, block)``, so they do not depend on the part size.
+The epochs are written part by part (:func:`figureground.neural.things_meg.write_epochs_in_parts`,
+MNE split parts of ``part_epochs`` epochs), so the whole file is never held in memory: peak
+memory is about two copies of one part in float64 (about 4 GiB at the default 3,500 epochs),
+whatever the total size (8.2 GB at full size). The data are drawn per block of :data:`BLOCK`
+epochs from a generator seeded by ``(seed, participant, block)``, so they do not depend on the
+part size.
 """
 
 from __future__ import annotations
@@ -40,11 +36,11 @@ import pandas as pd
 from figureground import logs, provenance
 from figureground.errors import UsageError
 from figureground.fsutil import atomic_write_json, params_hash, sha256_bytes
+from figureground.neural.things_meg import N_CHANNELS, N_SAMPLES, SFREQ, TMIN
 
 log = logs.get_logger(__name__)
 
 BLOCK = 64  # epochs per random-number block (data independent of the part size)
-SFREQ, TMIN, N_SAMPLES, N_CHANNELS = 200.0, -0.1, 281, 271
 VARIANTS = ("original", "no_background", "no_foreground")
 FORMAT_VERSION = 2  # 2: z-scored epochs, the real design and numbering
 
@@ -201,17 +197,14 @@ def _signal_model(
     features_path: Path, layer: str, seed: int, participant: int, fg_weight: float, bg_weight: float
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Per-image scores (k components), sensor patterns (channels, k), time profiles (k, t)."""
-    import xarray as xr
-
-    from figureground.features.store import quiet_zarr
+    from figureground.features.store import open_layer
 
     rng = np.random.default_rng([seed, 4, participant])
     k = 4
-    with quiet_zarr():
-        fg = xr.open_zarr(features_path, group="no_background")
-        bg = xr.open_zarr(features_path, group="no_foreground")
-        ids = [str(i) for i in fg["image"].values]
-        mix = fg_weight * fg[layer].values + bg_weight * bg[layer].values
+    fg = open_layer(features_path, "no_background", layer)
+    bg = open_layer(features_path, "no_foreground", layer)
+    ids = [str(i) for i in fg["image"].values]
+    mix = fg_weight * fg.values + bg_weight * bg.values
     projection = rng.standard_normal((mix.shape[1], k)) / np.sqrt(mix.shape[1])
     scores = (mix - mix.mean(axis=0)) @ projection
     scores /= scores.std(axis=0, keepdims=True) + 1e-12
@@ -255,11 +248,7 @@ def write_synth_epochs(
     part_epochs: int = 3500,
 ) -> list[Path]:
     """``preprocessed_P{participant}-epo.fif`` (+ split parts) and its attributes CSV."""
-    import mne
-    from mne.epochs import _make_split_fnames, _save_split
-
-    from figureground.neural.design import event_codes
-    from figureground.neural.sensors import things_meg_info
+    from figureground.neural.things_meg import write_epochs_in_parts
 
     scores_of, patterns, profiles = _signal_model(
         features_path, layer, seed, participant, fg_weight, bg_weight
@@ -269,46 +258,18 @@ def write_synth_epochs(
     stems = [p.rsplit("/", 1)[-1].rsplit(".", 1)[0] for p in paths]
     scores = np.stack([scores_of.get(s, zero) for s in stems])
     gain = float(np.sqrt(snr))
-    n = len(trials)
-    codes = event_codes(trials)
-    events = np.column_stack([np.arange(n) * 300 + 1000, np.zeros(n, int), codes]).astype(int)
-    event_id = {str(c): int(c) for c in np.unique(codes)}
-    info = things_meg_info(SFREQ)
-    with info._unlock():
-        info["lowpass"], info["highpass"] = 40.0, 0.1
-    per_part = max(1, part_epochs // BLOCK) * BLOCK  # parts hold whole blocks
-    starts = list(range(0, n, per_part))
-    n_parts = len(starts)
-    target = out_dir / f"preprocessed_P{participant}-epo.fif"
-    names = [Path(p) for p in _make_split_fnames(target, n_parts, "neuromag")]
-    for part, start in enumerate(starts):
-        stop = min(start + per_part, n)
+
+    def part_data(start: int, stop: int) -> np.ndarray:
         data = np.empty((stop - start, N_CHANNELS, N_SAMPLES))
         for first in range(start, stop, BLOCK):
             last = min(first + BLOCK, stop)
             data[first - start : last - start] = _epoch_block(
                 seed, participant, first // BLOCK, scores[first:last], gain, patterns, profiles
             )
-        epochs = mne.EpochsArray(
-            data,
-            info,
-            events=events[start:stop],
-            tmin=TMIN,
-            event_id={str(c): int(c) for c in np.unique(codes[start:stop])},
-            metadata=trials.iloc[start:stop].reset_index(drop=True),
-            selection=np.arange(start, stop),
-            drop_log=tuple(() if start <= i < stop else ("IGNORED",) for i in range(n)),
-            verbose="error",
-        )
-        del data
-        epochs.event_id = event_id  # every part carries the whole file's event ids
-        _save_split(epochs, names, part, n_parts, "single", True)
-        log.info(
-            "P%d: wrote part %d of %d (%d epochs)", participant, part + 1, n_parts, stop - start
-        )
-        del epochs
-    trials.to_csv(out_dir / f"sample_attributes_P{participant}.csv", index=False)
-    return names
+        return data
+
+    per_part = max(1, part_epochs // BLOCK) * BLOCK  # parts hold whole blocks
+    return write_epochs_in_parts(out_dir, participant, trials, part_data, per_part)
 
 
 # ------------------------------------------------------------------------------ entry

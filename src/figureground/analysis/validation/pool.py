@@ -86,9 +86,10 @@ def build_pool(folder: str | Path, settings: PoolSettings = PoolSettings()) -> P
     import pandas as pd
 
     from figureground.analysis.study.masks import MaskGrids
-    from figureground.features.store import open_features, read_root_attrs
+    from figureground.features.store import read_layer, read_root_attrs
     from figureground.stimuli.composites import make_composite_stimuli
     from figureground.variants import make_variants
+    from figureground.variants.layout import table_file
 
     folder = Path(folder)
     key = params_hash(asdict(settings))
@@ -109,7 +110,7 @@ def build_pool(folder: str | Path, settings: PoolSettings = PoolSettings()) -> P
                   settings.weights, settings.layer)  # fmt: skip
         _features(folder / "variants", folder / "other.zarr", settings.other_model,
                   settings.other_weights, settings.other_layer)  # fmt: skip
-        table = pd.read_csv(folder / "variants" / "variants.csv", dtype=str)
+        table = pd.read_csv(table_file(folder / "variants"), dtype=str)
         ok = table[table["status"] == "ok"]
         ids = list(ok["image_id"])
         descriptors = _descriptors(root, ids, dict(zip(ok["image_id"], ok["path"], strict=True)))
@@ -120,9 +121,8 @@ def build_pool(folder: str | Path, settings: PoolSettings = PoolSettings()) -> P
     descriptors = {k: saved[k] for k in saved.files if k != "image_ids"}
     maps = {}
     for condition in CONDITIONS:
-        array = open_features(folder / "analysed.zarr", condition)[settings.layer]
-        array = array.assign_coords(image=[str(i) for i in array["image"].values])
-        maps[condition] = np.asarray(array.sel(image=ids).values, dtype=np.float32)
+        values = read_layer(folder / "analysed.zarr", condition, settings.layer, ids)
+        maps[condition] = values.astype(np.float32, copy=False)
     grid = maps["original"].shape[2:4]
     attrs = read_root_attrs(folder / "analysed.zarr")
     masks = MaskGrids(folder / "variants").on_grid(attrs, ids, grid)

@@ -112,11 +112,9 @@ def _codes(pool: Pool, rows: np.ndarray, source: str, settings: SweepSettings, c
             if source == "analysed":
                 values = pool.maps[condition][rows]
             else:
-                from figureground.features.store import open_features
+                from figureground.features.store import read_layer
 
-                array = open_features(pool.other_store, condition)[pool.settings.other_layer]
-                array = array.assign_coords(image=[str(i) for i in array["image"].values])
-                values = np.asarray(array.sel(image=list(ids)).values)
+                values = read_layer(pool.other_store, condition, pool.settings.other_layer, ids)
             raw, ratio = pca_scores(
                 xr.DataArray(values.reshape(len(rows), -1), dims=("image", "feature")),
                 settings.components,
