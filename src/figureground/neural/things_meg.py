@@ -439,10 +439,13 @@ def epochs_info():
     """The ``mne.Info`` of a THINGS-MEG epochs file: 271 CTF sensors, 200 Hz, 0.1-40 Hz."""
     from figureground.neural.sensors import things_meg_info
 
-    info = things_meg_info(SFREQ)
-    with info._unlock():  # MNE has no public setter for the recorded filter edges
-        info["lowpass"], info["highpass"] = LOWPASS, HIGHPASS
-    return info
+    import mne
+
+    # MNE locks the recorded filter edges (only filtering sets them); its public JSON round
+    # trip writes them without filtering data that were made band-limited.
+    fields = things_meg_info(SFREQ).to_json_dict()
+    fields["lowpass"], fields["highpass"] = LOWPASS, HIGHPASS
+    return mne.Info.from_json_dict(fields)
 
 
 def epoch_events(attributes: pd.DataFrame) -> np.ndarray:
