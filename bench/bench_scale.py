@@ -2,11 +2,11 @@
 
 For each fraction of THINGS-MEG (full size: 1,854 concepts, 22,248 experiment images,
 27,048 epochs of 271 x 281 per participant) a child process writes the synthetic data
-(:func:`figureground.scale.synth.make_synth`), then :func:`figureground.scale.study.measure`
+(:func:`figureground.synth.data.make_synth`), then :func:`figureground.synth.study.measure`
 runs the study's stages with the project's own functions, each group of stages in a fresh
 process (peak RSS = VmHWM, reset before each stage): MEG load (exp, test), features, concept-
 level time-resolved RSA, permutations, bootstrap, noise ceilings, encoding + variance
-partitioning. See ``figureground.scale.study`` for what each stage holds.
+partitioning. See ``figureground.synth.study`` for what each stage holds.
 
 Growth between consecutive sizes is printed as time ratio against work ratio and as an
 exponent (log time ratio / log work ratio; 1 = time grows as the work, < 1 = slower). Work:
@@ -40,8 +40,8 @@ from _common import report
 DEFAULT_FRACTIONS = "1/8,1/4,1/2,1"
 SYNTH = """
 import json, sys
-from figureground.scale.study import StageClock
-from figureground.scale.synth import SynthSize, make_synth
+from figureground.synth.study import StageClock
+from figureground.synth.data import SynthSize, make_synth
 clock = StageClock()
 fraction = float(sys.argv[2])
 clock("synth", SynthSize.scaled(fraction).epochs, lambda: make_synth(sys.argv[1], fraction))
@@ -51,7 +51,7 @@ print(json.dumps(clock.records))
 
 def one_fraction(fraction: float, folder: Path, settings: dict) -> list[dict]:
     """Synthetic data at ``fraction``, then every stage of the study; the stage records."""
-    from figureground.scale.study import StudySettings, measure
+    from figureground.synth.study import StudySettings, measure
 
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     proc = subprocess.run(

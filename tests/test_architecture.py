@@ -2,7 +2,7 @@
 
 - No import cycles among ``figureground`` modules (imports inside functions count too).
 - ``figureground.parallel`` (the scheduler) imports no stage: only ``errors`` and ``logs``.
-- No stage imports the THINGS-size synthetic tools (``figureground.scale``).
+- No stage imports the THINGS-size synthetic tools (``figureground.synth``).
 - No module imports another module's private (``_name``) names, and no MNE private API.
 """
 
@@ -133,7 +133,7 @@ def test_stages_do_not_import_the_synthetic_tools(stage: str) -> None:
         for module, tree in MODULES.items()
         if module.startswith(f"figureground.{stage}")
         for target, _, line in _imports(module, tree)
-        if target == "figureground.scale" or target.startswith("figureground.scale.")
+        if target == "figureground.synth" or target.startswith("figureground.synth.")
     ]
     assert offenders == []
 

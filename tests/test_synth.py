@@ -11,8 +11,8 @@ from scipy.stats import spearmanr
 from figureground.errors import UsageError
 from figureground.features.store import open_features
 from figureground.neural import things_meg
-from figureground.scale.synth import SynthSize, make_synth
 from figureground.stimuli import COLUMNS, read_manifest
+from figureground.synth.data import SynthSize, make_synth
 
 FRACTION = 1 / 400  # 5 concepts, 60 exp images, 2 test images x 12, 1 catch per session
 
@@ -102,7 +102,7 @@ def test_concept_rsa_on_concept_means_equals_rsa_timecourse(synth):
     from figureground.analysis.study.inputs import condition_features
     from figureground.analysis.study.rsa_results import rsa_one
     from figureground.config import RsaConfig
-    from figureground.scale.study import _store
+    from figureground.synth.study import _store
 
     meg = things_meg.load(
         synth / "meg" / "preprocessed_P1-epo.fif", synth / "meg" / "sample_attributes_P1.csv"
@@ -121,7 +121,7 @@ def test_concept_rsa_on_concept_means_equals_rsa_timecourse(synth):
 
 
 def test_study_groups_report_every_stage(synth, tmp_path):
-    from figureground.scale.study import StudySettings, run_group
+    from figureground.synth.study import StudySettings, run_group
 
     settings = StudySettings(decim=4, n_permutations=5, time_step=20)
     stages = run_group("rsa", synth, settings)

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from figureground.scale.synth import make_synth
+    from figureground.synth.data import make_synth
 
     out = make_synth(
         args.out,

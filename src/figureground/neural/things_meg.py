@@ -7,7 +7,7 @@ image (or concept) in float64 and returns float32 ``xarray.DataArray`` objects a
 stimulus manifest's ``image_id`` (the file stem of ``image_path``).
 
 This module owns the format both ways: the simulator (:mod:`figureground.neural.simulate`)
-and the synthetic THINGS-size data (:mod:`figureground.scale.synth`) write their files with
+and the synthetic THINGS-size data (:mod:`figureground.synth.data`) write their files with
 :func:`write_epochs` and :func:`write_epochs_in_parts`.
 """
 
@@ -437,9 +437,9 @@ def attributes_file(folder: str | Path, participant: int) -> Path:
 
 def epochs_info():
     """The ``mne.Info`` of a THINGS-MEG epochs file: 271 CTF sensors, 200 Hz, 0.1-40 Hz."""
-    from figureground.neural.sensors import things_meg_info
-
     import mne
+
+    from figureground.neural.sensors import things_meg_info
 
     # MNE locks the recorded filter edges (only filtering sets them); its public JSON round
     # trip writes them without filtering data that were made band-limited.

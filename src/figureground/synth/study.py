@@ -1,7 +1,7 @@
 """The whole study at THINGS size on one machine, stage by stage, time and peak memory each.
 
 What "the whole study" means here (one participant of synthetic data from
-:func:`figureground.scale.synth.make_synth`; participants are independent, so four cost four
+:func:`figureground.synth.data.make_synth`; participants are independent, so four cost four
 times the time and no more memory when run one after another):
 
 - ``meg_exp``: the THINGS-MEG loader on the experiment trials (22,248 images seen once),
@@ -27,7 +27,7 @@ of sensors x time onto channels x positions has nothing to resample onto; on rea
 features it is per image and linear in images (measured in ``bench/bench_features.py``'s
 peers, not here).
 
-Each group of stages runs in a fresh process (``python -m figureground.scale.study``); peak
+Each group of stages runs in a fresh process (``python -m figureground.synth.study``); peak
 RSS is the process's VmHWM, reset before each stage, so a stage's peak includes what the
 process holds from earlier stages of its group (the responses, the RDMs): what the study
 itself holds at that point.
@@ -210,7 +210,7 @@ def measure(
     records = []
     for group in groups:
         command = [
-            sys.executable, "-m", "figureground.scale.study", str(data), "--group", group,
+            sys.executable, "-m", "figureground.synth.study", str(data), "--group", group,
             "--settings", json.dumps(dataclasses.asdict(settings)),
         ]  # fmt: skip
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
@@ -224,7 +224,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m figureground.scale.study DATA --group G``: one group's records as JSON."""
+    """``python -m figureground.synth.study DATA --group G``: one group's records as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="folder written by figureground synth")
     parser.add_argument("--group", choices=GROUPS, required=True)

@@ -1,1 +1,0 @@
-"""Scale: THINGS-size synthetic inputs (:mod:`.synth`) and Dask execution (:mod:`.dask_run`)."""
