@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from figureground.analysis.study import ceilings, columns
-from figureground.config import CONDITIONS
+from figureground.conditions import CONDITIONS
 from figureground.report import figures
 from figureground.report.html import careful_sections
 

@@ -23,8 +23,6 @@ import yaml
 
 from figureground.errors import UsageError
 
-CONDITIONS = ("original", "no_background", "no_foreground")
-
 
 def _require(ok: bool, key: str, value: Any, expected: str) -> None:
     """Raise a one-line UsageError naming ``key`` when a value is out of range."""

@@ -29,6 +29,7 @@ from figureground.analysis.rdm_calc import (
     noise_precision,
 )
 from figureground.analysis.rdm_compare import METHODS, compare_rdms, rank_rows
+from figureground.conditions import NO_BACKGROUND, NO_FOREGROUND
 from figureground.errors import DataError, UsageError
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ __all__ = [
 
 log = logs.get_logger(__name__)
 LEVELS = ("image", "concept")
-PARTIAL_PAIRS = (("no_background", "no_foreground"), ("no_foreground", "no_background"))
+PARTIAL_PAIRS = ((NO_BACKGROUND, NO_FOREGROUND), (NO_FOREGROUND, NO_BACKGROUND))
 
 
 def to_rsatoolbox(

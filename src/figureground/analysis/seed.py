@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from figureground import logs
+from figureground.conditions import CONDITIONS
 from figureground.errors import DataError, UsageError
 
 if TYPE_CHECKING:
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
 
 log = logs.get_logger(__name__)
 
-CONDITIONS = ("original", "no_background", "no_foreground")
 # OpenCV resizes many-channel images in one call; beyond this it refuses some channel counts.
 _CV_CHANNELS = 128
 _DEFAULT_BATCH = 256

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from figureground.conditions import NO_BACKGROUND, NO_FOREGROUND
 from figureground.errors import DataError
 
 
@@ -93,8 +94,8 @@ def seed_identity(
     n_permutations: int = 1000,
     n_boot: int = 1000,
     seed: int = 0,
-    figure: str = "no_background",
-    ground: str = "no_foreground",
+    figure: str = NO_BACKGROUND,
+    ground: str = NO_FOREGROUND,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """The identity version for one participant: a row per condition, and figure vs ground.
 

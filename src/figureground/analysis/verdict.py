@@ -50,9 +50,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from figureground.conditions import NO_BACKGROUND, NO_FOREGROUND, ORIGINAL
 from figureground.errors import DataError
 
-FIGURE, GROUND, ORIGINAL = "no_background", "no_foreground", "original"
+FIGURE, GROUND = NO_BACKGROUND, NO_FOREGROUND
 PARTIAL_FIGURE, PARTIAL_GROUND = f"{FIGURE}|{GROUND}", f"{GROUND}|{FIGURE}"
 GROUP = "group"
 VERDICT = "verdict"

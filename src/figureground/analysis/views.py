@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from figureground.conditions import NO_BACKGROUND, NO_FOREGROUND
 from figureground.errors import DataError, UsageError
 
-FIGURE, GROUND, ORIGINAL = "no_background", "no_foreground", "original"
+FIGURE, GROUND = NO_BACKGROUND, NO_FOREGROUND
 VIEWS = ("flat", "global", "grid2", "grid4", "region")
 POSITION_TOLERANT = frozenset({"global", "region"})
 MIN_REGION_WEIGHT = 1e-3  # total cell weight below which a region counts as absent

@@ -10,6 +10,7 @@ import json
 from pathlib import Path, PurePosixPath
 
 from figureground import logs
+from figureground.conditions import CONDITIONS, ORIGINAL
 from figureground.errors import UsageError
 from figureground.fsutil import resolve_inside, sha256_bytes, sha256_file
 from figureground.stimuli import build_manifest, load_rgb
@@ -18,7 +19,7 @@ log = logs.get_logger(__name__)
 
 __all__ = ["VARIANTS", "FeatureSource", "load_rgb", "open_source"]
 
-VARIANTS = ("original", "no_background", "no_foreground")
+VARIANTS = CONDITIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +84,7 @@ def _variants_source(root: Path) -> FeatureSource:
     rows = table.loc[ok]
     paths: dict[str, list[Path]] = {variant: [] for variant in VARIANTS}
     for rel in rows["path"]:
-        paths["original"].append(resolve_inside(source_root, rel))
+        paths[ORIGINAL].append(resolve_inside(source_root, rel))
         png = PurePosixPath(rel).with_suffix(".png")
         for variant in VARIANTS[1:]:
             paths[variant].append(resolve_inside(root / variant, png))
@@ -130,7 +131,7 @@ def _image_folder_source(root: Path) -> FeatureSource:
         root=root.resolve(),
         kind="images",
         image_ids=ids,
-        paths={"original": files},
+        paths={ORIGINAL: files},
         concepts=concepts,
         failed=failed,
         listing_sha256=sha256_bytes(listing),

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from figureground import logs
+from figureground.conditions import ORIGINAL
 from figureground.errors import DataError, UsageError
 from figureground.fsutil import DiskFullError, disk_full_as_error, disk_full_message, is_disk_full
 
@@ -306,7 +307,7 @@ class GroupWriter:
 
 
 def open_features(
-    path: str | os.PathLike, variant: str = "original", allow_partial: bool = False
+    path: str | os.PathLike, variant: str = ORIGINAL, allow_partial: bool = False
 ) -> Any:
     """Open one variant group as an ``xarray.Dataset`` holding only stored (``done``) images.
 

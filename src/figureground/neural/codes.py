@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from figureground import logs
+from figureground.conditions import NO_BACKGROUND, NO_FOREGROUND, ORIGINAL
 from figureground.errors import DataError, UsageError
 
 log = logs.get_logger(__name__)
 
-NETWORK_VARIANTS = {"figure": "no_background", "ground": "no_foreground", "image": "original"}
+NETWORK_VARIANTS = {"figure": NO_BACKGROUND, "ground": NO_FOREGROUND, "image": ORIGINAL}
 
 
 @dataclass(frozen=True)

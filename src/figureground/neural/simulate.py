@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from figureground import fsutil, logs, provenance
+from figureground.conditions import NO_BACKGROUND, NO_FOREGROUND
 from figureground.errors import DataError, UsageError
 from figureground.neural.codes import ImageCodes, network_codes, pca_scores  # noqa: F401
 from figureground.neural.design import (
@@ -61,7 +62,7 @@ log = logs.get_logger(__name__)
 
 SIGNAL_WINDOW = (0.0, 0.8)
 BASELINE = (None, 0.0)  # as step1_preprocessing.py: from the first sample to 0 s
-FG_VARIANT, BG_VARIANT = "no_background", "no_foreground"
+FG_VARIANT, BG_VARIANT = NO_BACKGROUND, NO_FOREGROUND
 DEFAULT_EVOKED = 0.5  # evoked amplitude in noise SDs (the authors' ERFs peak near 0.5 z)
 
 

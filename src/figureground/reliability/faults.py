@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from figureground.conditions import CONDITIONS, NO_BACKGROUND
 from figureground.reliability.harness import (
     Outcome,
     differences,
@@ -225,7 +226,7 @@ def disk_full(base: Path, demo_root: Path, reference_variants: Path | None = Non
         grow(base / "small-fs-2", "64m")
         kept = 0
         if zarr_out.exists():
-            for variant in ("original", "no_background", "no_foreground"):
+            for variant in CONDITIONS:
                 writer = store.GroupWriter(zarr_out, variant, ["layer2"])
                 kept += int((writer.done() == store.DONE).sum())
         second = run_cli("features", str(out), "--out", str(zarr_out), *features_args)
@@ -265,7 +266,7 @@ def damaged_cache(base: Path, study: Path, reference: Path) -> list[Outcome]:
     if differences(run_dir, reference):
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.copytree(reference, run_dir, symlinks=True)
-    pngs = sorted((run_dir / "variants" / "no_background").rglob("*.png"))
+    pngs = sorted((run_dir / "variants" / NO_BACKGROUND).rglob("*.png"))
     chunks = sorted(
         p
         for p in (run_dir / "features").rglob("*")

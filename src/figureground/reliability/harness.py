@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from figureground.conditions import NO_BACKGROUND, NO_FOREGROUND
+
 #: Files that legitimately differ between two runs: locks and stage bookkeeping. (SVG figures
 #: are compared too: the report writes them with a fixed ``svg.hashsalt``.)
 UNCOMPARED_SUFFIXES: tuple[str, ...] = ()
@@ -172,7 +174,7 @@ def finished_files(run_dir: Path) -> set[str]:
     for record in (variants / "records").rglob("*.json") if variants.is_dir() else []:
         rel = record.relative_to(variants / "records").with_suffix(".png").as_posix()
         finished.add(f"variants/records/{record.relative_to(variants / 'records').as_posix()}")
-        finished.update(f"variants/{v}/{rel}" for v in ("no_background", "no_foreground", "mask"))
+        finished.update(f"variants/{v}/{rel}" for v in (NO_BACKGROUND, NO_FOREGROUND, "mask"))
     import json
 
     for stage in (run_dir / ".stages").glob("*.json"):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import matplotlib
 
+from figureground.conditions import NO_BACKGROUND, NO_FOREGROUND, ORIGINAL
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,9 +27,9 @@ from figureground.analysis.decoding import CHANCE
 from figureground.report.figures import CONDITION_COLOURS, save_figure
 
 FEATURE_COLOURS = {
-    "figure": CONDITION_COLOURS["no_background"],
-    "ground": CONDITION_COLOURS["no_foreground"],
-    "original": CONDITION_COLOURS["original"],
+    "figure": CONDITION_COLOURS[NO_BACKGROUND],
+    "ground": CONDITION_COLOURS[NO_FOREGROUND],
+    ORIGINAL: CONDITION_COLOURS[ORIGINAL],
 }
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import matplotlib
 
+from figureground.conditions import CONDITIONS, NO_BACKGROUND, NO_FOREGROUND, ORIGINAL
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
@@ -26,11 +28,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 CONDITION_LABELS = {
-    "original": "original",
-    "no_background": "no background\n(figure)",
-    "no_foreground": "no foreground\n(ground)",
+    ORIGINAL: ORIGINAL,
+    NO_BACKGROUND: "no background\n(figure)",
+    NO_FOREGROUND: "no foreground\n(ground)",
 }
-CONDITION_COLOURS = {"original": "#4d4d4d", "no_background": "#d95f02", "no_foreground": "#1b9e77"}
+CONDITION_COLOURS = {ORIGINAL: "#4d4d4d", NO_BACKGROUND: "#d95f02", NO_FOREGROUND: "#1b9e77"}
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -64,9 +66,7 @@ def fig_examples(variants_dir: Path, source_root: Path, examples: pd.DataFrame) 
     for row_axes, row in zip(axes, examples.itertuples(), strict=False):
         paths = image_files(variants_dir, source_root, row.path)
         alpha = _read_alpha(paths["mask"])
-        for ax, condition in zip(
-            row_axes, ("original", "no_background", "no_foreground"), strict=True
-        ):
+        for ax, condition in zip(row_axes, CONDITIONS, strict=True):
             ax.imshow(_read_rgb(paths[condition]))
             ax.set_xticks([])
             ax.set_yticks([])
@@ -129,12 +129,12 @@ def fig_seed_distance(summary: pd.DataFrame) -> Figure:
 
 MEAN = "mean"
 PARTIAL_LABELS = {
-    "no_background": "figure | ground",
-    "no_foreground": "ground | figure",
+    NO_BACKGROUND: "figure | ground",
+    NO_FOREGROUND: "ground | figure",
 }
 COMPONENT_COLOURS = {
-    "unique_fg": CONDITION_COLOURS["no_background"],
-    "unique_bg": CONDITION_COLOURS["no_foreground"],
+    "unique_fg": CONDITION_COLOURS[NO_BACKGROUND],
+    "unique_bg": CONDITION_COLOURS[NO_FOREGROUND],
     "shared": "#7570b3",
     "joint": "#4d4d4d",
 }
@@ -324,8 +324,8 @@ def fig_rsa(
         curves = [
             ({"condition": c, "given": g}, f"{c}|{g}", PARTIAL_LABELS[c], CONDITION_COLOURS[c])
             for c, g in (
-                ("no_background", "no_foreground"),
-                ("no_background", "no_foreground")[::-1],
+                (NO_BACKGROUND, NO_FOREGROUND),
+                (NO_BACKGROUND, NO_FOREGROUND)[::-1],
             )
         ]
         title = (

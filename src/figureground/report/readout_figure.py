@@ -16,6 +16,8 @@ from pathlib import Path
 
 import matplotlib
 
+from figureground.conditions import NO_BACKGROUND, NO_FOREGROUND
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
@@ -74,14 +76,14 @@ def _ratio_panel(ax: plt.Axes, table: pd.DataFrame) -> None:
     ax.scatter(
         time[figure],
         rows["ratio"][figure],
-        color=CONDITION_COLOURS["no_background"],
+        color=CONDITION_COLOURS[NO_BACKGROUND],
         zorder=3,
         label=f"figure, p < {ALPHA}",
     )
     ax.scatter(
         time[ground],
         rows["ratio"][ground],
-        color=CONDITION_COLOURS["no_foreground"],
+        color=CONDITION_COLOURS[NO_FOREGROUND],
         zorder=3,
         label=f"ground, p < {ALPHA}",
     )

@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from figureground.conditions import NO_BACKGROUND, NO_FOREGROUND
 from figureground.report.figures import CONDITION_COLOURS
 
 # (column, panel title, x label, x range or None for 0..max, reference line or None, colour)
@@ -26,7 +27,7 @@ PANELS: tuple[tuple[str, str, str, tuple[float, float] | None, float | None, str
         "mean alpha over the background",
         None,
         None,
-        CONDITION_COLOURS["no_background"],
+        CONDITION_COLOURS[NO_BACKGROUND],
     ),
     (
         "haze_fraction",
@@ -34,7 +35,7 @@ PANELS: tuple[tuple[str, str, str, tuple[float, float] | None, float | None, str
         "share of background pixels not the fill colour",
         (0.0, 1.0),
         None,
-        CONDITION_COLOURS["no_background"],
+        CONDITION_COLOURS[NO_BACKGROUND],
     ),
     (
         "silhouette_auc",
@@ -42,7 +43,7 @@ PANELS: tuple[tuple[str, str, str, tuple[float, float] | None, float | None, str
         "AUC, texture inside vs around the fill",
         (0.0, 1.0),
         0.5,
-        CONDITION_COLOURS["no_foreground"],
+        CONDITION_COLOURS[NO_FOREGROUND],
     ),
 )
 BINS = 30

@@ -14,6 +14,8 @@ import textwrap
 
 import matplotlib
 
+from figureground.conditions import NO_BACKGROUND, NO_FOREGROUND
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -23,8 +25,8 @@ from figureground.analysis.verdict import ANY_VIEW, GROUP, VERDICT
 from figureground.report.figures import CONDITION_COLOURS
 
 DIRECTION_COLOURS = {
-    "figure": CONDITION_COLOURS["no_background"],
-    "ground": CONDITION_COLOURS["no_foreground"],
+    "figure": CONDITION_COLOURS[NO_BACKGROUND],
+    "ground": CONDITION_COLOURS[NO_FOREGROUND],
 }
 ROW_KEYS = ["model", "weights", "layer", "level"]
 

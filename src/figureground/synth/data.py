@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from figureground import logs, provenance
+from figureground.conditions import CONDITIONS, NO_BACKGROUND, NO_FOREGROUND, ORIGINAL
 from figureground.errors import UsageError
 from figureground.fsutil import atomic_write_json, params_hash, sha256_bytes
 from figureground.neural.things_meg import N_CHANNELS, N_SAMPLES, SFREQ, TMIN
@@ -41,7 +42,7 @@ from figureground.neural.things_meg import N_CHANNELS, N_SAMPLES, SFREQ, TMIN
 log = logs.get_logger(__name__)
 
 BLOCK = 64  # epochs per random-number block (data independent of the part size)
-VARIANTS = ("original", "no_background", "no_foreground")
+VARIANTS = CONDITIONS
 FORMAT_VERSION = 2  # 2: z-scored epochs, the real design and numbering
 
 
@@ -127,9 +128,9 @@ def _feature_block(seed: int, start: int, concept_index: np.ndarray, channels: i
     figure = concept + 0.7 * rng.standard_normal((len(concept_index), channels))
     ground = rng.standard_normal((len(concept_index), channels))
     values = {
-        "no_background": np.abs(figure),
-        "no_foreground": np.abs(ground + 0.2 * concept),
-        "original": np.abs(0.6 * figure + 0.4 * ground),
+        NO_BACKGROUND: np.abs(figure),
+        NO_FOREGROUND: np.abs(ground + 0.2 * concept),
+        ORIGINAL: np.abs(0.6 * figure + 0.4 * ground),
     }
     return {k: v.astype(np.float32) for k, v in values.items()}
 
@@ -201,8 +202,8 @@ def _signal_model(
 
     rng = np.random.default_rng([seed, 4, participant])
     k = 4
-    fg = open_layer(features_path, "no_background", layer)
-    bg = open_layer(features_path, "no_foreground", layer)
+    fg = open_layer(features_path, NO_BACKGROUND, layer)
+    bg = open_layer(features_path, NO_FOREGROUND, layer)
     ids = [str(i) for i in fg["image"].values]
     mix = fg_weight * fg.values + bg_weight * bg.values
     projection = rng.standard_normal((mix.shape[1], k)) / np.sqrt(mix.shape[1])

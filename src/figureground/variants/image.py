@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from figureground import logs
+from figureground.conditions import NO_BACKGROUND, NO_FOREGROUND
 from figureground.errors import FigureGroundError, UsageError
 from figureground.fsutil import (
     atomic_write_bytes,
@@ -41,7 +42,7 @@ from figureground.variants.segmenters import (
 
 log = logs.get_logger(__name__)
 
-VARIANTS: tuple[str, ...] = ("no_background", "no_foreground", "mask")
+VARIANTS: tuple[str, ...] = (NO_BACKGROUND, NO_FOREGROUND, "mask")
 RECORDS = "records"
 FORMAT_VERSION = 1  # of the images (part of the record key: a change remakes every image)
 METRICS_VERSION = 2  # of the record's metrics (a change recomputes them from the saved images)
@@ -152,10 +153,10 @@ def make_image_variants(
     fill_region = object_mask(alpha8.astype(np.float32) / 255.0, params.threshold, params.dilate)
     return {
         "mask": alpha8,
-        "no_background": no_background(
+        NO_BACKGROUND: no_background(
             rgb, apply_alpha_floor(alpha8, params.alpha_floor), params.fill
         ),
-        "no_foreground": inpaint(
+        NO_FOREGROUND: inpaint(
             rgb, fill_region, params.inpaint, params.inpaint_radius, params.inpaint_max_side or None
         ),
     }
@@ -177,9 +178,9 @@ def image_metrics(images: dict[str, np.ndarray], params: VariantParams) -> dict[
     composited = apply_alpha_floor(alpha8, params.alpha_floor).astype(np.float32) / 255.0
     metrics = {
         **mask_metrics(alpha, params.threshold, params.little_background_above),
-        **haze_metrics(composited, images["no_background"], params.fill, params.threshold),
+        **haze_metrics(composited, images[NO_BACKGROUND], params.fill, params.threshold),
         **silhouette_metrics(
-            images["no_foreground"], object_mask(alpha, params.threshold, params.dilate)
+            images[NO_FOREGROUND], object_mask(alpha, params.threshold, params.dilate)
         ),
     }
     return {

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from figureground.conditions import ORIGINAL
 from figureground.variants.image import VARIANTS, variant_path
 
 TABLE = "variants.csv"
@@ -34,6 +35,6 @@ def image_files(
 
     ``rel_path`` is the image's ``path`` in ``variants.csv`` (relative to the stimulus root).
     """
-    files = {"original": Path(source_root) / rel_path}
+    files = {ORIGINAL: Path(source_root) / rel_path}
     files.update({variant: variant_path(variants_dir, rel_path, variant) for variant in VARIANTS})
     return files

@@ -11,7 +11,8 @@ import pandas as pd
 
 from figureground import logs
 from figureground.analysis.study.columns import ALL_IMAGES, CLUSTER_COLUMNS, FIGURE, GROUND
-from figureground.config import CONDITIONS, AnalysesConfig
+from figureground.conditions import CONDITIONS
+from figureground.config import AnalysesConfig
 
 log = logs.get_logger(__name__)
 

@@ -1,5 +1,7 @@
 """Column lists and names shared by the study analyses' result tables."""
 
+from figureground.conditions import NO_BACKGROUND, NO_FOREGROUND
+
 SEED_COLUMNS = ["participant", "image_id", "condition", "model", "weights", "layer", "distance"]
 RSA_COLUMNS = [
     "participant", "model", "weights", "layer", "level", "view", "stratum", "condition", "given",
@@ -24,7 +26,7 @@ CLUSTER_COLUMNS = [
 ]  # fmt: skip
 POOLED = "pooled"
 MEAN = "mean"
-FIGURE, GROUND = "no_background", "no_foreground"
+FIGURE, GROUND = NO_BACKGROUND, NO_FOREGROUND
 ALL_IMAGES = "all"
 # RSA comparison -> (noise-ceiling method, permutation-test method or None)
 CEILING_METHOD = {"spearman": "spearman", "pearson": "corr", "cosine": "cosine"}

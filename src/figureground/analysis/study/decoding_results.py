@@ -28,6 +28,7 @@ from figureground.analysis.study.rsa_results import (
     scaled,
     viewed_features,
 )
+from figureground.conditions import ORIGINAL
 from figureground.config import AnalysesConfig
 from figureground.errors import DataError, UsageError
 
@@ -50,7 +51,7 @@ DECODING_COLUMNS = [
     "n_images",
     "n_pairs",
 ]
-FEATURE_SETS = {"figure": FIGURE, "ground": GROUND, "original": "original"}
+FEATURE_SETS = {"figure": FIGURE, "ground": GROUND, ORIGINAL: ORIGINAL}
 
 
 def _tidy(table: pd.DataFrame, **constants: Any) -> pd.DataFrame:

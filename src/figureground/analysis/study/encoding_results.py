@@ -11,7 +11,8 @@ from figureground import logs
 from figureground.analysis.study.columns import ENCODING_COLUMNS, FIGURE, GROUND, PARTITION_COLUMNS
 from figureground.analysis.study.inputs import condition_features, held_first
 from figureground.analysis.study.rsa_results import describe_store, scaled, span_basis
-from figureground.config import CONDITIONS, AnalysesConfig
+from figureground.conditions import CONDITIONS
+from figureground.config import AnalysesConfig
 
 log = logs.get_logger(__name__)
 

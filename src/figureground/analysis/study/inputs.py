@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from figureground import logs
-from figureground.config import CONDITIONS
+from figureground.conditions import CONDITIONS
 from figureground.errors import DataError, UsageError
 
 log = logs.get_logger(__name__)

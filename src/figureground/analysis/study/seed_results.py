@@ -9,7 +9,8 @@ import pandas as pd
 
 from figureground import logs
 from figureground.analysis.study.columns import POOLED, SEED_COLUMNS
-from figureground.config import CONDITIONS, AnalysesConfig
+from figureground.conditions import CONDITIONS
+from figureground.config import AnalysesConfig
 from figureground.errors import DataError
 
 log = logs.get_logger(__name__)

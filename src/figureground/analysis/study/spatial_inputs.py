@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from figureground import logs
+from figureground.conditions import ORIGINAL
 from figureground.errors import DataError, UsageError
 
 log = logs.get_logger(__name__)
@@ -73,7 +74,7 @@ def spatial_layer(info: Mapping[str, Any], wanted: str | None) -> SpatialLayer |
     """
     from figureground.features.store import open_features, read_root_attrs
 
-    dataset = open_features(info["store"], "original")
+    dataset = open_features(info["store"], ORIGINAL)
     layers = [str(name) for name in info["layers"]]
     if wanted is not None and wanted not in layers:
         raise UsageError(f"layer {wanted!r} is not analysed in {info['key']}; it has {layers}")

@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from figureground import logs
+from figureground.conditions import CONDITIONS, ORIGINAL
 from figureground.fsutil import atomic_write_json, params_hash
 
 log = logs.get_logger(__name__)
-
-CONDITIONS = ("original", "no_background", "no_foreground")
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ def build_pool(folder: str | Path, settings: PoolSettings = PoolSettings()) -> P
     for condition in CONDITIONS:
         values = read_layer(folder / "analysed.zarr", condition, settings.layer, ids)
         maps[condition] = values.astype(np.float32, copy=False)
-    grid = maps["original"].shape[2:4]
+    grid = maps[ORIGINAL].shape[2:4]
     attrs = read_root_attrs(folder / "analysed.zarr")
     masks = MaskGrids(folder / "variants").on_grid(attrs, ids, grid)
     from figureground.neural.aggregate import concept_of_id

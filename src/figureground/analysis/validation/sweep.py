@@ -29,7 +29,8 @@ import pandas as pd
 
 from figureground import fsutil, logs
 from figureground.analysis.validation.brains import BRAINS, Brain
-from figureground.analysis.validation.pool import CONDITIONS, Pool, PoolSettings, build_pool
+from figureground.analysis.validation.pool import Pool, PoolSettings, build_pool
+from figureground.conditions import CONDITIONS, NO_BACKGROUND, NO_FOREGROUND
 from figureground.errors import UsageError
 
 log = logs.get_logger(__name__)
@@ -108,7 +109,7 @@ def _codes(pool: Pool, rows: np.ndarray, source: str, settings: SweepSettings, c
         import xarray as xr
 
         rng = np.random.default_rng(settings.seed)
-        for name, condition in (("figure", "no_background"), ("ground", "no_foreground")):
+        for name, condition in (("figure", NO_BACKGROUND), ("ground", NO_FOREGROUND)):
             if source == "analysed":
                 values = pool.maps[condition][rows]
             else:
@@ -159,8 +160,8 @@ def _seed_effect(pool: Pool, rows: np.ndarray, meg: dict) -> float:
     effects = []
     for responses in list(meg.values())[:1]:
         values = responses.values
-        fg = seed_distance(values, pool.maps["no_background"][rows], batched=True)
-        bg = seed_distance(values, pool.maps["no_foreground"][rows], batched=True)
+        fg = seed_distance(values, pool.maps[NO_BACKGROUND][rows], batched=True)
+        bg = seed_distance(values, pool.maps[NO_FOREGROUND][rows], batched=True)
         effects.append(float(np.mean(bg - fg)))
     return float(np.mean(effects))
 
