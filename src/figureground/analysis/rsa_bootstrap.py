@@ -18,20 +18,27 @@ The results equal rsatoolbox's ``compare`` on the subsampled RDMs (tested), at t
 few passes over the pairs per sample instead of a sort.
 
 At THINGS size (1.72 M pairs) each pass is what costs, so :func:`bootstrap_rsa` keeps them
-few: each RDM's sort is kept as the two conditions of each sorted pair (int16) and the way
-back to pair order (:class:`RankPlan`), so a sample's weights in sorted order are gathered
+few: each RDM's sort is kept as the two conditions of each sorted pair (int16) and the pair
+index of each sorted position (:class:`RankPlan`), so a sample's weights in sorted order come
 from its counts (a table of n entries) rather than from the pairs; ranks are kept as twice
 their centred value, integers exact in float64; the weighted sum of squared data ranks has a
-closed form (``(N**3 - sum g**3) / 3`` over tie groups); the co-moments of a time point with
-every model and sample of a batch are one batched matrix product; threads share the time
-points.
+closed form (``(N**3 - sum g**3) / 3`` over tie groups); threads share the time points.
+
+With numba, compiled kernels (:mod:`figureground.analysis.rank_kernels`) do each time point
+of a batch of samples in one pass over its sorted pairs: every sample's weight, running
+rank and co-moments with the models' ranks at once, tie groups summed before they are
+ranked; the models' ranks of the batch are kept as int32 (pairs, models, samples). Without
+numba (a warning, once) the numpy path below does the same in a few array passes per
+sample, the co-moments as one batched matrix product.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
+import types
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +48,8 @@ import numpy as np
 
 from figureground import logs
 from figureground.errors import UsageError
+
+log = logs.get_logger(__name__)
 
 METHODS = ("spearman", "pearson")
 MEMORY_BYTES = 2**31  # what one batch of samples holds (model side and per-thread buffers)
@@ -122,15 +131,15 @@ class RankPlan:
     """One RDM sorted once, to rank it under any bootstrap weights in a few passes.
 
     ``first`` and ``second`` are the conditions of each pair in sorted order (the weight of
-    a pair is the product of their counts); ``back`` takes sorted positions back to pair
-    order. Tied entries share the average rank of their group: ``tied`` are their sorted
+    a pair is the product of their counts); ``order`` is the pair index of each sorted
+    position. Tied entries share the average rank of their group: ``tied`` are their sorted
     positions, ``tie_start`` / ``tie_stop`` the bounds of their group, ``group_start`` /
     ``group_stop`` those of every tie group once.
     """
 
     first: np.ndarray
     second: np.ndarray
-    back: np.ndarray
+    order: np.ndarray
     tied: np.ndarray
     tie_start: np.ndarray
     tie_stop: np.ndarray
@@ -149,18 +158,17 @@ class RankPlan:
         group = np.repeat(np.arange(sizes.size), sizes)
         tied = np.flatnonzero(sizes[group] > 1)
         groups = np.flatnonzero(sizes > 1)
-        back = np.empty(order.size, dtype=np.int32 if order.size < 2**31 else np.int64)
-        back[order] = np.arange(order.size)
         condition = np.int16 if rows.size == 0 or cols[-1] < 2**15 else np.int32
+        index = np.int32 if order.size < 2**31 else np.int64  # positions, kept small
         return cls(
             first=rows[order].astype(condition),
             second=cols[order].astype(condition),
-            back=back,
-            tied=tied,
-            tie_start=bounds[group[tied]],
-            tie_stop=bounds[group[tied] + 1],
-            group_start=bounds[groups],
-            group_stop=bounds[groups + 1],
+            order=order.astype(index),
+            tied=tied.astype(index),
+            tie_start=bounds[group[tied]].astype(index),
+            tie_stop=bounds[group[tied] + 1].astype(index),
+            group_start=bounds[groups].astype(index),
+            group_stop=bounds[groups + 1].astype(index),
         )
 
 
@@ -197,7 +205,7 @@ def _doubled_ranks(
         totals = (cumulative[plan.group_stop] - cumulative[plan.group_start]).astype(np.float64)
         cubes += float(totals @ totals**2) - float(tied_weights**2 @ tied_weights)
     sorted_ranks -= sample.total
-    np.take(sorted_ranks, plan.back, out=out, mode="clip")
+    out[plan.order] = sorted_ranks
     return (sample.total**3 - cubes) / 3.0
 
 
@@ -224,9 +232,26 @@ def _normalised(moments: np.ndarray) -> np.ndarray:
         return moments / scale[..., :, None] / scale[..., None, :]
 
 
-def _batch_size(n_pairs: int, n_models: int, n_threads: int) -> int:
-    per_sample = n_pairs * (4 + 16 * n_models + 16 * n_threads)
+def _batch_size(n_pairs: int, n_models: int, n_threads: int, compiled: bool) -> int:
+    if compiled:  # the models' int32 ranks of each sample
+        per_sample = n_pairs * 4 * max(1, n_models)
+    else:
+        per_sample = n_pairs * (4 + 16 * n_models + 16 * n_threads)
     return int(max(1, min(64, MEMORY_BYTES // per_sample)))
+
+
+@functools.cache
+def _kernels() -> types.ModuleType | None:
+    """The compiled kernels (:mod:`figureground.analysis.rank_kernels`), None without numba."""
+    try:
+        from figureground.analysis import rank_kernels
+    except ImportError as error:
+        log.warning(
+            "numba is not importable (%s): bootstrap RSA uses its numpy path, several times slower",
+            error,
+        )
+        return None
+    return rank_kernels
 
 
 def _map(function: Any, items: Sequence[Any], n_threads: int) -> list[Any]:
@@ -283,20 +308,27 @@ def bootstrap_rsa(
     if ranked:
         plans = _map(lambda row: RankPlan.of(np.asarray(row), rows, cols), list(data), threads)
     model_plans = [RankPlan.of(m, rows, cols) for m in models] if ranked else None
-    chunk = _batch_size(n_pairs, n_models, threads)
+    kernels = _kernels()
+    chunk = _batch_size(n_pairs, n_models, threads, kernels is not None)
     for start in logs.progress(range(0, draws.shape[0], chunk), None, "bootstrap batches"):
         block = draws[start : start + chunk]
         counts = np.zeros((len(block), n), dtype=np.int32 if n * n < 2**31 else np.int64)
         np.add.at(counts, (np.arange(len(block))[:, None], block), 1)
         samples = [_Sample.of(c) for c in counts]
-        moments = _model_moments(models, model_plans, counts, samples, rows, cols)
-        if ranked:
-            cross = _ranked_cross(plans, moments.weighted, counts, samples, threads)
+        if kernels is not None:
+            model_moments, cross = _compiled_batch(
+                kernels, data, models, plans, model_plans, counts, samples, threads
+            )
         else:
-            cross = _pearson_cross(data, moments, samples, threads)
+            moments = _model_moments(models, model_plans, counts, samples, rows, cols)
+            model_moments = moments.model_moments
+            if ranked:
+                cross = _ranked_cross(plans, moments.weighted, counts, samples, threads)
+            else:
+                cross = _pearson_cross(data, moments, samples, threads)
         # cross: (times, samples, 1 + models) = data variance, data-model co-moments
         full = np.empty((data.shape[0], len(block), n_models + 1, n_models + 1))
-        full[:, :, 1:, 1:] = moments.model_moments[None]
+        full[:, :, 1:, 1:] = model_moments[None]
         full[:, :, 0, :] = cross
         full[:, :, 1:, 0] = cross[:, :, 1:]
         normalised = _normalised(full).transpose(1, 0, 2, 3)  # (samples, times, ...)
@@ -393,3 +425,60 @@ def _pearson_cross(
         return np.concatenate([variance[:, None], co], axis=1)
 
     return np.stack(_map(one_time, range(data.shape[0]), threads))
+
+
+def _plan_arrays(plan: RankPlan) -> tuple[np.ndarray, ...]:
+    """What the compiled kernels read of a plan: the sorted pairs and the tie groups."""
+    return plan.first, plan.second, plan.order, plan.group_start, plan.group_stop
+
+
+def model_ranks(
+    kernels: types.ModuleType, plans: list[RankPlan], table: np.ndarray, totals: np.ndarray
+) -> np.ndarray:
+    """Doubled centred ranks (pairs, models, samples) of each model in each sample.
+
+    ``table`` holds the counts (conditions, samples) and ``totals`` the total pair weight of
+    each sample, both float64.
+    """
+    n_pairs = plans[0].order.size if plans else 0
+    dtype = np.int32 if n_pairs < 2**31 else np.int64
+    ranks = np.empty((n_pairs, len(plans), table.shape[1]), dtype=dtype)
+    for k, plan in enumerate(plans):
+        kernels.doubled_ranks(*_plan_arrays(plan), table, totals, ranks[:, k, :])
+    return ranks
+
+
+def _compiled_batch(
+    kernels: types.ModuleType,
+    data: np.ndarray,
+    models: np.ndarray,
+    plans: list[RankPlan] | None,
+    model_plans: list[RankPlan] | None,
+    counts: np.ndarray,
+    samples: list[_Sample],
+    threads: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A batch by the compiled kernels: the models' co-moments (samples, models, models) and
+    each time's variance and co-moments with the models (times, samples, 1 + models)."""
+    table = np.ascontiguousarray(counts.T, dtype=np.float64)
+    totals = np.array([s.total for s in samples])
+    if plans is None or model_plans is None:  # pearson
+        means = kernels.weighted_means(table, models, totals)
+        model_moments = kernels.pearson_moments(table, models, means)
+
+        def one_time(t: int) -> np.ndarray:
+            values = np.asarray(data[t])
+            shift = float(values.mean(dtype=np.float64))
+            return kernels.pearson_cross(table, values, shift, models, means, totals)
+
+        return model_moments, np.stack(_map(one_time, range(data.shape[0]), threads))
+    ranks = model_ranks(kernels, model_plans, table, totals)
+    model_moments = kernels.ranked_moments(table, ranks)
+    cubes = np.array([s.weight_cubes for s in samples])
+
+    def one_plan(plan: RankPlan) -> np.ndarray:
+        cross, tie_cubes = kernels.ranked_cross(*_plan_arrays(plan), table, totals, ranks)
+        variance = (totals**3 - (cubes + tie_cubes)) / 3.0
+        return np.concatenate([variance[:, None], cross.T], axis=1)
+
+    return model_moments, np.stack(_map(one_plan, plans, threads))
