@@ -3,7 +3,7 @@
 A synthetic BIDS session of ``--runs`` runs (default 10, one real session), each
 ``--seconds`` long (default 340 s at 1200 Hz, about a real run) with a trial every 1.5 s
 (226 trials), the real 272 sensor names plus references, eye tracker, photodiode and
-trigger channels (the test fixture's raw, ``tests/test_preprocess_meg.py``), written with
+trigger channels (the test fixture's raw, ``tests/neural/test_preprocess_meg.py``), written with
 mne-bids as FIF. Then ``preprocess_participant`` runs in a child process, so that its peak
 RSS is its own. Prints the time per run, the total, and the peak RSS against the issue's
 4 GB (the ratio), and the size of one raw run for scale.
@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "neural"))
 
 from _common import report
 
@@ -36,9 +37,8 @@ def write_session(root: Path, runs: int, seconds: float) -> int:
     """A BIDS session of ``runs`` runs; returns the bytes of one raw run file."""
     import numpy as np
     import pandas as pd
-    from mne_bids import write_raw_bids
-
     import test_preprocess_meg as fixture
+    from mne_bids import write_raw_bids
 
     fixture.N_SAMPLES = int(seconds * fixture.SFREQ)
     onsets = np.arange(2400, fixture.N_SAMPLES - 2400, TRIAL_EVERY)

@@ -47,7 +47,7 @@ class VariantsConfig:
 
     The fields of ``figureground.variants.VariantParams`` (what changes the images) plus
     how the stage runs (``workers``, ``batch_size``); ``figureground variants`` has an
-    option for each (``tests/test_architecture.py`` checks that they stay the same set).
+    option for each (``tests/integration/test_architecture.py`` checks that they stay the same set).
     """
 
     segmenter: str = "isnet"

@@ -40,7 +40,7 @@ fitted on the training images, below the population value by an estimation cost 
 (1 - R²) x features / training images. A band that explains nothing therefore has a
 slightly negative unique share, and ``shared`` is pulled below 0 when the bands explain
 variance (the single-band models pay a larger cost per feature). Claims need ``ci_low > 0``
-and a size well above that scale (see ``tests/test_mask_aligned.py`` for measured values).
+and a size well above that scale (see ``tests/analysis/test_mask_aligned.py`` for measured values).
 
 Every data-dependent step sees training images only: band standardisation, the band PCA
 (``settings.n_components``) and the target PCA (``n_target_components``) are fitted on the

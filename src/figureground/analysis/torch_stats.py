@@ -2,7 +2,7 @@
 
 The numpy functions in :mod:`figureground.analysis.stats` and
 :mod:`figureground.analysis.study.rsa_results` stay the reference; these compute the same
-numbers in float64 on any torch device (``tests/test_torch_stats.py`` compares them on the
+numbers in float64 on any torch device (``tests/analysis/test_torch_stats.py`` compares them on the
 CPU), from the same random draws (permutations and resamples are drawn with numpy).
 At THINGS size each bootstrap sample re-ranks 141 x 1.7 M RDM entries, which is hours on a
 few cores and seconds on a GPU.

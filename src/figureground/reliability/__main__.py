@@ -51,7 +51,7 @@ def markdown(outcomes: list[Outcome], timings: dict[str, float], command: str) -
         "# Reliability: faults, bad inputs, security",
         "",
         f"Produced by `{command}` (`make reliability`); every trial runs the real command "
-        "line in subprocesses (the tiny study of tests/test_pipeline.py: demo stimuli, "
+        "line in subprocesses (the tiny study of tests/integration/test_pipeline.py: demo stimuli, "
         "GrabCut, untrained ResNet-18 `layer2`, 2 simulated participants, seed analysis).",
         "",
         f"**{survived} of {len(outcomes)} checks passed in every try.**",

@@ -38,7 +38,8 @@ class Outcome:
 
 
 def tiny_study() -> dict[str, Any]:
-    """The tiny study of tests/test_pipeline.py (grabcut, untrained resnet18, 2 participants).
+    """The tiny study of tests/integration/test_pipeline.py (grabcut, untrained resnet18,
+    2 participants).
 
     Analyses other than the seed method are switched off (they are tested elsewhere and
     would only lengthen every run).

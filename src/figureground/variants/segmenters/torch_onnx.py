@@ -3,7 +3,7 @@
 The network is the same file as ``isnet`` (rembg's DIS general-use ONNX), run by
 :class:`~figureground.variants.onnx_torch.OnnxTorchGraph`. Pre- and post-processing copy
 rembg's ``dis_custom`` session step for step, so on the CPU in float32 the masks match rembg's
-(``tests/test_segment_torch.py``):
+(``tests/variants/test_segment_torch.py``):
 
 1. ``prepare`` (CPU, any thread): RGB resized to 1024 x 1024 with Lanczos (PIL), uint8.
 2. ``infer`` (the device, one batch): divided by the image's own maximum, minus 0.5; the

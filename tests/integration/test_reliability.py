@@ -155,7 +155,7 @@ def test_differences_names_changed_and_missing_files(tmp_path: Path) -> None:
 
 
 def test_source_has_no_shell_strings_unguarded_pickle_or_unsafe_yaml() -> None:
-    source = Path(__file__).resolve().parents[1] / "src" / "figureground"
+    source = Path(__file__).resolve().parents[2] / "src" / "figureground"
     outcomes = security.scan(source)
     assert outcomes and all(o.ok for o in outcomes), [o.detail for o in outcomes if not o.ok]
 

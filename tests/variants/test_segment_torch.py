@@ -12,6 +12,8 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper, save
+from test_segment import photo_composite
+from test_variants_run import output_files, things_folder
 
 from figureground.errors import ModelUnavailableError, UsageError
 from figureground.stimuli import load_rgb
@@ -19,8 +21,6 @@ from figureground.variants import make_variants, modelfiles, segmenters
 from figureground.variants.batched import DeviceError
 from figureground.variants.onnx_torch import OnnxTorchGraph
 from figureground.variants.segmenters import TorchIsnetSegmenter
-from test_segment import photo_composite
-from test_variants_run import output_files, things_folder
 
 needs_isnet = pytest.mark.skipif(
     not modelfiles.isnet_model_path().is_file(),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "figureground"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "figureground"
 STAGES = ("variants", "features", "neural", "analysis")
 MNE_PRIVATE = re.compile(r"\bmne(?:\.[A-Za-z_]\w*)*\._[a-z]\w*|\._unlock\(")
 
