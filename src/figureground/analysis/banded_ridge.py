@@ -11,10 +11,10 @@ operations).
 
 Everything else follows himalaya's algorithm, so results agree with ``GroupRidgeCV`` to
 rounding (``tests/analysis/test_banded_ridge.py``): band weightings from himalaya's
-Dirichlet sampler (``random_state``) with the first one uniform; per target, the alpha
-with the best mean fold score (ties go to the larger alpha); a weighting replaces a target's best when its
-score is higher by more than the dtype's eps; weights refit on every training image. The
-arithmetic runs on himalaya's current backend (numpy, torch or torch_cuda).
+Dirichlet sampler (``random_state``) with the first one uniform; per target, the alpha with
+the best mean fold score (ties go to the larger alpha); a weighting replaces a target's best
+when its score is higher by more than the dtype's eps; weights refit on every training
+image. The arithmetic runs on himalaya's current backend (numpy, torch or torch_cuda).
 """
 
 from __future__ import annotations
