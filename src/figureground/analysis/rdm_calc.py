@@ -23,13 +23,17 @@ input gives a float32 result (Gram matrices by float32 BLAS), float64 gives floa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import blas
 
+from figureground import logs
 from figureground.errors import DataError, UsageError
+
+log = logs.get_logger(__name__)
 
 NOISE_METHODS = ("shrinkage_diag", "shrinkage_eye", "diag", "full")
 
@@ -37,6 +41,13 @@ NOISE_METHODS = ("shrinkage_diag", "shrinkage_eye", "diag", "full")
 def pair_indices(n_conditions: int) -> tuple[np.ndarray, np.ndarray]:
     """Row and column index of every condensed pair (squareform order)."""
     return np.triu_indices(n_conditions, k=1)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_pairs(n_conditions: int) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = pair_indices(n_conditions)
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows, cols
 
 
 def n_pairs(n_conditions: int) -> int:
@@ -105,9 +116,30 @@ class NumpyGram:
                 gram = syrk(z_weight, Z[k].T, trans=1, beta=1.0, c=gram, overwrite_c=1, lower=1)
             if gram is not buffer:  # f2py returns its own array only if it had to copy
                 np.copyto(buffer, gram)
-            _copy_pairs(self._sources, self._targets, out[k], subtract_from)
+            self._condense(buffer, out[k], subtract_from)
             diag[k] = np.diagonal(buffer)
         return diag
+
+    def _condense(self, buffer: np.ndarray, out: np.ndarray, subtract_from: float | None) -> None:
+        """The buffer's lower triangle into condensed ``out`` (compiled when numba is there)."""
+        kernel = _condense_kernel()
+        if kernel is None:
+            _copy_pairs(self._sources, self._targets, out, subtract_from)
+            return
+        flat = buffer.reshape(-1, order="F")
+        constant = 0.0 if subtract_from is None else float(subtract_from)
+        kernel(flat, self._n, out, constant, subtract_from is not None)
+
+
+@functools.lru_cache(maxsize=1)
+def _condense_kernel() -> Callable | None:
+    """:func:`figureground.analysis.gram_kernels.condense_lower`, or None without numba."""
+    try:
+        from figureground.analysis.gram_kernels import condense_lower
+    except ImportError as exc:  # the copy then runs as one numpy call per condition
+        log.warning("numba is not importable (%s): RDM pairs are copied by numpy", exc)
+        return None
+    return condense_lower
 
 
 def _copy_pairs(
@@ -216,14 +248,16 @@ def _squared(
 class _Metric:
     """How one metric writes a batch of patterns (b, n, f) as condensed RDMs into out."""
 
-    compute: Callable[[np.ndarray, Callable, np.ndarray, np.ndarray, np.ndarray], None]
+    # (patterns, gram, out, pairs): ``pairs()`` gives the (rows, cols) condition indices of the
+    # condensed pairs, built only by the metrics that need them
+    compute: Callable[[np.ndarray, Callable, np.ndarray, Callable], None]
 
 
 METRICS: dict[str, _Metric] = {
-    "correlation": _Metric(lambda Y, g, out, r, c: _one_minus(Y, g, out, centre=True)),
-    "cosine": _Metric(lambda Y, g, out, r, c: _one_minus(Y, g, out, centre=False)),
-    "sqeuclidean": _Metric(lambda Y, g, out, r, c: _squared(Y, g, out, r, c, 1.0)),
-    "euclidean": _Metric(lambda Y, g, out, r, c: _squared(Y, g, out, r, c, 1.0 / Y.shape[-1])),
+    "correlation": _Metric(lambda Y, g, out, pairs: _one_minus(Y, g, out, centre=True)),
+    "cosine": _Metric(lambda Y, g, out, pairs: _one_minus(Y, g, out, centre=False)),
+    "sqeuclidean": _Metric(lambda Y, g, out, pairs: _squared(Y, g, out, *pairs(), 1.0)),
+    "euclidean": _Metric(lambda Y, g, out, pairs: _squared(Y, g, out, *pairs(), 1.0 / Y.shape[-1])),
 }
 ALL_METRICS = (*METRICS, "crossnobis")
 
@@ -415,9 +449,12 @@ class _Plan:
     fold_data: np.ndarray  # (folds, conditions, channels, times), result dtype
     metric: str
     gram: Callable
-    rows: np.ndarray
-    cols: np.ndarray
+    n_conditions: int
     whiten: np.ndarray | None
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of the condensed pairs (built once per size, read-only)."""
+        return _cached_pairs(self.n_conditions)
 
     @property
     def n_times(self) -> int:
@@ -425,7 +462,7 @@ class _Plan:
 
     @property
     def n_pairs(self) -> int:
-        return self.rows.size
+        return n_pairs(self.n_conditions)
 
 
 def _plan(
@@ -476,7 +513,6 @@ def _plan(
         raise DataError("X holds NaN or infinite values; RDMs need finite patterns")
     if remove_mean:
         fold_data = fold_data - fold_data.mean(axis=2, keepdims=True)
-    rows, cols = pair_indices(n_cond)
     gram = _make_gram(backend, n_cond, device)
     whiten = None
     if metric == "crossnobis":
@@ -493,7 +529,7 @@ def _plan(
         whiten = _whitener(precision, dtype)
     elif noise is not None:
         raise UsageError(f"noise applies to crossnobis only, not to metric {metric!r}")
-    return _Plan(fold_data, metric, gram, rows, cols, whiten)
+    return _Plan(fold_data, metric, gram, n_cond, whiten)
 
 
 def _run(
@@ -509,9 +545,9 @@ def _run(
         block = _time_major(data[..., time_slice], block_buffer[: stop - start])
         out = target(time_slice)
         if plan.metric == "crossnobis":
-            _crossnobis_batch(block, plan.whiten, plan.gram, out, plan.rows, plan.cols)
+            _crossnobis_batch(block, plan.whiten, plan.gram, out, *plan.pairs())
         else:
-            METRICS[plan.metric].compute(block[:, 0], plan.gram, out, plan.rows, plan.cols)
+            METRICS[plan.metric].compute(block[:, 0], plan.gram, out, plan.pairs)
         yield time_slice, out
 
 
