@@ -288,20 +288,10 @@ def _selected_ids(
 
 
 @dataclasses.dataclass(frozen=True)
-class FusedSpec:
-    """What builds the network and what the distance needs (picklable, hashable)."""
+class FusedSpec(embed.ExtractorSpec):
+    """The features stage's network spec, and whether the distance z-scores (picklable)."""
 
-    model: str
-    weights: str
-    seed: int
-    resize: int | None
-    crop: int | None
-    layers: tuple[str, ...]
-    pool: str
-    precision: str
-    channels_last: bool
-    device: str
-    zscore: bool
+    zscore: bool = False
 
 
 @dataclasses.dataclass
@@ -314,16 +304,7 @@ class _Network:
 
 def build_network(spec: FusedSpec) -> _Network:
     """The model of ``spec`` on its device, pruned after its deepest layer."""
-    import torch
-
-    device = embed.resolve_device(spec.device)
-    loaded = models.load_model(
-        spec.model, spec.weights, seed=spec.seed, resize=spec.resize, crop=spec.crop
-    )
-    extractor = embed.build_extractor(loaded, spec.layers)
-    if spec.channels_last:
-        extractor = extractor.to(memory_format=torch.channels_last)
-    return _Network(loaded, extractor.to(device), device)
+    return _Network(*embed.build_from_spec(spec))
 
 
 def _distances(

@@ -7,54 +7,22 @@ the task returns a small status.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from figureground.features import embed, models, store
+from figureground.features import embed, store
+from figureground.features.embed import ExtractorSpec, build_from_spec
 from figureground.parallel import map_batches, worker_cached
-
-
-@dataclasses.dataclass(frozen=True)
-class ExtractorSpec:
-    """What a worker needs to rebuild the network that the run's main process built."""
-
-    model: str
-    weights: str
-    seed: int
-    resize: int | None
-    crop: int | None
-    layers: tuple[str, ...]
-    pool: str
-    precision: str
-    channels_last: bool
-    device: str
-
-
-def build_from_spec(spec: ExtractorSpec) -> tuple[Any, Any, Any]:
-    """(extractor on its device, preprocessing, device) of ``spec``, seeded as the run."""
-    import torch
-
-    torch.manual_seed(spec.seed)
-    loaded = models.load_model(
-        spec.model, spec.weights, seed=spec.seed, resize=spec.resize, crop=spec.crop
-    )
-    extractor = embed.build_extractor(loaded, spec.layers)
-    if spec.channels_last:
-        extractor = extractor.to(memory_format=torch.channels_last)
-    device = embed.resolve_device(spec.device)
-    return extractor.to(device), loaded.preprocessing, device
 
 
 def features_chunk(job: dict[str, Any], spec: ExtractorSpec) -> dict[str, Any]:
     """Embed one chunk of one variant and write it to the store by region."""
     import torch
 
-    extractor, preprocessing, device = worker_cached(
-        ("extractor", spec), lambda: build_from_spec(spec)
-    )
+    loaded, extractor, device = worker_cached(("extractor", spec), lambda: build_from_spec(spec))
+    preprocessing = loaded.preprocessing
     paths = [Path(p) for p in job["paths"]]
     dataset = embed.ImageDataset(paths, preprocessing)
     _, batch, digests, ok = embed.collate([dataset[i] for i in range(len(paths))])

@@ -6,6 +6,7 @@ The batch-level half of the features stage, shared by the stored extraction
 (:mod:`figureground.analysis.seed_fused`).
 """
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -274,3 +275,40 @@ def embedded_batches(
     )
     for indices, outputs, _, ok in batches:
         yield indices, outputs, ok
+
+
+# ---- a network from a picklable spec (Dask workers) ----------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractorSpec:
+    """What a worker needs to rebuild the network that the run's main process built."""
+
+    model: str
+    weights: str
+    seed: int
+    resize: int | None
+    crop: int | None
+    layers: tuple[str, ...]
+    pool: str
+    precision: str
+    channels_last: bool
+    device: str
+
+
+def build_from_spec(spec: ExtractorSpec) -> tuple[models.LoadedModel, Any, Any]:
+    """(loaded model, extractor on its device, device) of ``spec``, seeded as the run.
+
+    The network a worker of the features stage or of the fused seed method rebuilds once.
+    """
+    import torch
+
+    torch.manual_seed(spec.seed)
+    loaded = models.load_model(
+        spec.model, spec.weights, seed=spec.seed, resize=spec.resize, crop=spec.crop
+    )
+    extractor = build_extractor(loaded, spec.layers)
+    if spec.channels_last:
+        extractor = extractor.to(memory_format=torch.channels_last)
+    device = resolve_device(spec.device)
+    return loaded, extractor.to(device), device

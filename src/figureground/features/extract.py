@@ -175,7 +175,8 @@ def extract_features(
             attrs,
         )
     if parse_scheduler(scheduler).distributed:
-        from figureground.features.distributed import ExtractorSpec, extract_pending
+        from figureground.features.distributed import extract_pending
+        from figureground.features.embed import ExtractorSpec
 
         spec = ExtractorSpec(
             model, weights, seed, resize, crop, tuple(layers), pool, precision,
