@@ -243,7 +243,7 @@ def select_window(meg: xr.DataArray, tmin: float | None, tmax: float | None) -> 
     return meg.isel(time=np.flatnonzero(keep))
 
 
-def _matched_ids(meg_ids: np.ndarray, feature_ids: np.ndarray, what: str) -> list[str]:
+def matched_ids(meg_ids: np.ndarray, feature_ids: np.ndarray, what: str) -> list[str]:
     """Image ids in both (MEG order); zero matched raises a DataError naming a few of each."""
     feature_set = set(map(str, feature_ids))
     common = [str(i) for i in meg_ids if str(i) in feature_set]
@@ -314,7 +314,7 @@ def seed_condition(
     if tuple(meg.dims[:1]) != ("image",) or meg.ndim != 3:
         raise UsageError(f"MEG must have dims (image, channel, time); got {meg.dims}")
     arr = _layer_array(features, layer)
-    ids = _matched_ids(meg["image"].values, arr["image"].values, f"seed/{layer}")
+    ids = matched_ids(meg["image"].values, arr["image"].values, f"seed/{layer}")
     window = select_window(meg.transpose("image", "channel", "time"), tmin, tmax)
     distances = []
     for start in logs.progress(

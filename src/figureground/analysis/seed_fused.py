@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from figureground import logs
-from figureground.analysis.seed import CONDITIONS, select_window
+from figureground.analysis.seed import CONDITIONS, matched_ids, select_window
 from figureground.errors import DataError, UsageError
 from figureground.features import embed, models, sources
 from figureground.parallel import (
@@ -264,23 +264,9 @@ def _selected_ids(
         meg_ids = list(meg.row_of)
         if wanted is not None:
             meg.check(wanted)
-            keep = set(wanted)
-            ids = [i for i in meg_ids if i in keep]
-        else:
-            ids = [i for i in meg_ids if i in in_source]
-        log.info(
-            "seed (fused): participant %s: %d of %d MEG images and %d source images matched",
-            participant,
-            len(ids),
-            len(meg_ids),
-            len(source_ids),
-        )
-        if not ids:
-            raise DataError(
-                f"seed (fused): no image id is in both participant {participant}'s MEG (e.g. "
-                f"{meg_ids[:3]}) and the images (e.g. {list(source_ids[:3])})"
-            )
-        selected[participant] = ids
+        candidates = np.asarray(wanted if wanted is not None else list(source_ids))
+        what = f"seed (fused), participant {participant}"
+        selected[participant] = matched_ids(np.asarray(meg_ids), candidates, what)
     return selected
 
 
