@@ -105,161 +105,217 @@ def run_careful(
         "participants": sorted(meg),
         "n_images": {p: int(m.sizes["image"]) for p, m in meg.items()},
     }
-    ceilings: list[pd.DataFrame] = []
-    rsa = encoding = partition = None
-
+    rsa, ceilings = None, []
     if cfg.rsa.enabled:
-        strata, summary["strata"] = image_strata(cfg, variants_csv, first["image"].values)
-        masks = find_mask_grids(variants_csv)
-        found = run_or_note(
-            summary, "RSA", lambda: rsa_results(cfg, meg, stores, strata, scheduler, masks)
+        ids = first["image"].values
+        rsa, ceilings = _rsa_part(
+            cfg, meg, stores, ids, times, variants_csv, scheduler, results_dir, summary
         )
-        if found is not None:
-            rsa, meg_rdms = found.table, found.meg_rdms
-            for view, reason in found.skipped_views.items():
-                summary["notes"].append(f"The {view} view was not analysed: {reason}.")
-            write_csv(rsa, results_dir / "rsa_timecourse.csv")
-            write_verdict(cfg, found, results_dir, summary)
-            rsa_sum = curve_summary(
-                rsa,
-                [
-                    "participant",
-                    "model",
-                    "weights",
-                    "layer",
-                    "level",
-                    "view",
-                    "stratum",
-                    "condition",
-                    "given",
-                ],
-            )
-            plain = rsa_sum[rsa_sum["given"] == ""]
-            summary["rsa"] = {
-                "options": {
-                    k: getattr(cfg.rsa, k)
-                    for k in (
-                        "levels",
-                        "metric",
-                        "model_metric",
-                        "method",
-                        "partial",
-                        "n_boot",
-                        "n_permutations",
-                        "ci",
-                        "seed",
-                    )
-                },
-                "summary": json_records(rsa_sum),
-                "figure_vs_ground": json_records(
-                    figure_vs_ground(
-                        plain,
-                        ["participant", "model", "weights", "layer", "level", "view", "stratum"],
-                        "condition",
-                    )
-                ),
-            }
-            if cfg.noise_ceiling.enabled:
-                for (level, stratum), per_person in meg_rdms.items():
-                    if stratum != ALL_IMAGES:
-                        continue
-                    table = rsa_ceiling_participants(per_person, times, level, cfg.rsa.method)
-                    if table is not None:
-                        ceilings.append(table)
+    encoding = partition = None
     if cfg.encoding.enabled:
+        encoding, partition = _encoding_part(cfg, meg, stores, results_dir, summary, sensor_maps)
+    if cfg.noise_ceiling.enabled:
+        _ceilings_part(cfg, neural_files, window, ceilings, results_dir, summary)
+    _clusters_part(cfg, len(meg), rsa, encoding, partition, results_dir, summary)
+
+
+def _rsa_part(
+    cfg: AnalysesConfig,
+    meg: Any,
+    stores: list,
+    image_ids: np.ndarray,
+    times: np.ndarray,
+    variants_csv: Path | None,
+    scheduler: Any,
+    results_dir: Path,
+    summary: dict[str, Any],
+) -> tuple[pd.DataFrame | None, list[pd.DataFrame]]:
+    """RSA, its verdict and the RSA ceilings across participants: (table, ceilings)."""
+    ceilings: list[pd.DataFrame] = []
+    rsa = None
+    strata, summary["strata"] = image_strata(cfg, variants_csv, image_ids)
+    masks = find_mask_grids(variants_csv)
+    found = run_or_note(
+        summary, "RSA", lambda: rsa_results(cfg, meg, stores, strata, scheduler, masks)
+    )
+    if found is not None:
+        rsa, meg_rdms = found.table, found.meg_rdms
+        for view, reason in found.skipped_views.items():
+            summary["notes"].append(f"The {view} view was not analysed: {reason}.")
+        write_csv(rsa, results_dir / "rsa_timecourse.csv")
+        write_verdict(cfg, found, results_dir, summary)
+        rsa_sum = curve_summary(
+            rsa,
+            [
+                "participant",
+                "model",
+                "weights",
+                "layer",
+                "level",
+                "view",
+                "stratum",
+                "condition",
+                "given",
+            ],
+        )
+        plain = rsa_sum[rsa_sum["given"] == ""]
+        summary["rsa"] = {
+            "options": {
+                k: getattr(cfg.rsa, k)
+                for k in (
+                    "levels",
+                    "metric",
+                    "model_metric",
+                    "method",
+                    "partial",
+                    "n_boot",
+                    "n_permutations",
+                    "ci",
+                    "seed",
+                )
+            },
+            "summary": json_records(rsa_sum),
+            "figure_vs_ground": json_records(
+                figure_vs_ground(
+                    plain,
+                    ["participant", "model", "weights", "layer", "level", "view", "stratum"],
+                    "condition",
+                )
+            ),
+        }
+        if cfg.noise_ceiling.enabled:
+            for (level, stratum), per_person in meg_rdms.items():
+                if stratum != ALL_IMAGES:
+                    continue
+                table = rsa_ceiling_participants(per_person, times, level, cfg.rsa.method)
+                if table is not None:
+                    ceilings.append(table)
+    return rsa, ceilings
+
+
+def _encoding_part(
+    cfg: AnalysesConfig,
+    meg: Any,
+    stores: list,
+    results_dir: Path,
+    summary: dict[str, Any],
+    sensor_maps: dict[tuple[str, str, str, str], Any] | None,
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Encoding and variance partitioning: (encoding, partition) tables, None if skipped."""
+    encoding = partition = None
+    found = run_or_note(
+        summary, "encoding", lambda: encoding_results(cfg, meg, stores, sensor_maps)
+    )
+    if found is not None:
+        encoding, partition = found
+        write_csv(encoding, results_dir / "encoding.csv")
+        write_csv(partition, results_dir / "variance_partition.csv")
+        by = ["participant", "model", "weights", "layer"]
+        enc_sum = curve_summary(encoding, [*by, "condition"])
+        part_sum = (
+            curve_summary(partition, [*by, "component"]) if not partition.empty else pd.DataFrame()
+        )
+        summary["encoding"] = {
+            "options": {
+                k: getattr(cfg.encoding, k)
+                for k in (
+                    "n_splits",
+                    "n_components",
+                    "alphas",
+                    "inner_splits",
+                    "n_iter",
+                    "backend",
+                    "seed",
+                )
+            },
+            "summary": json_records(enc_sum),
+            "figure_vs_ground": json_records(figure_vs_ground(enc_sum, by, "condition")),
+        }
+        summary["variance_partition"] = {
+            "summary": json_records(part_sum),
+            "figure_vs_ground": json_records(
+                figure_vs_ground(part_sum, by, "component", "unique_fg", "unique_bg")
+            )
+            if not part_sum.empty
+            else [],
+        }
+    return encoding, partition
+
+
+def _ceilings_part(
+    cfg: AnalysesConfig,
+    neural_files: Mapping[str, Mapping[str, Path | None]],
+    window: dict[str, Any],
+    ceilings: list[pd.DataFrame],
+    results_dir: Path,
+    summary: dict[str, Any],
+) -> None:
+    """Noise ceilings from test repetitions, with ``ceilings`` found so far: noise_ceiling.csv."""
+    test = load_test_recordings(neural_files, **window)
+    untested = [p for p in neural_files if p not in test]
+    if untested:
+        summary["notes"].append(
+            f"No test trials for {', '.join(untested)}: their noise ceilings from "
+            "repetitions are not computed (the ceiling across participants still is)."
+        )
+    for participant, responses in test.items():
         found = run_or_note(
-            summary, "encoding", lambda: encoding_results(cfg, meg, stores, sensor_maps)
+            summary,
+            f"the authors' noise ceiling of {participant}",
+            lambda r=responses, p=participant: authors_noise_ceiling(r, p),
         )
         if found is not None:
-            encoding, partition = found
-            write_csv(encoding, results_dir / "encoding.csv")
-            write_csv(partition, results_dir / "variance_partition.csv")
-            by = ["participant", "model", "weights", "layer"]
-            enc_sum = curve_summary(encoding, [*by, "condition"])
-            part_sum = (
-                curve_summary(partition, [*by, "component"])
-                if not partition.empty
-                else pd.DataFrame()
-            )
-            summary["encoding"] = {
-                "options": {
-                    k: getattr(cfg.encoding, k)
-                    for k in (
-                        "n_splits",
-                        "n_components",
-                        "alphas",
-                        "inner_splits",
-                        "n_iter",
-                        "backend",
-                        "seed",
-                    )
-                },
-                "summary": json_records(enc_sum),
-                "figure_vs_ground": json_records(figure_vs_ground(enc_sum, by, "condition")),
-            }
-            summary["variance_partition"] = {
-                "summary": json_records(part_sum),
-                "figure_vs_ground": json_records(
-                    figure_vs_ground(part_sum, by, "component", "unique_fg", "unique_bg")
-                )
-                if not part_sum.empty
-                else [],
-            }
-    if cfg.noise_ceiling.enabled:
-        test = load_test_recordings(neural_files, **window)
-        untested = [p for p in neural_files if p not in test]
-        if untested:
-            summary["notes"].append(
-                f"No test trials for {', '.join(untested)}: their noise ceilings from "
-                "repetitions are not computed (the ceiling across participants still is)."
-            )
-        for participant, responses in test.items():
+            ceilings.append(found)
+        if cfg.rsa.enabled:
             found = run_or_note(
                 summary,
-                f"the authors' noise ceiling of {participant}",
-                lambda r=responses, p=participant: authors_noise_ceiling(r, p),
+                f"RSA noise ceiling of {participant}",
+                lambda r=responses, p=participant: rsa_ceiling_repetitions(r, cfg, p),
             )
             if found is not None:
                 ceilings.append(found)
-            if cfg.rsa.enabled:
-                found = run_or_note(
-                    summary,
-                    f"RSA noise ceiling of {participant}",
-                    lambda r=responses, p=participant: rsa_ceiling_repetitions(r, cfg, p),
-                )
-                if found is not None:
-                    ceilings.append(found)
-            if cfg.encoding.enabled:
-                found = run_or_note(
-                    summary,
-                    f"encoding noise ceiling of {participant}",
-                    lambda r=responses, p=participant: encoding_ceiling(r, cfg, p),
-                )
-                if found is not None:
-                    ceilings.append(found)
-        ceiling = (
-            pd.concat(ceilings, ignore_index=True)
-            if ceilings
-            else pd.DataFrame(columns=CEILING_COLUMNS)
-        )
-        write_csv(ceiling, results_dir / "noise_ceiling.csv")
-        summary["noise_ceiling"] = {
-            "options": {
-                "rsa_groups": cfg.noise_ceiling.rsa_groups,
-                "n_splits": cfg.noise_ceiling.n_splits,
-                "ci": cfg.noise_ceiling.ci,
-            },
-            "summary": json_records(ceiling_summary(ceiling)),
-            "note": (
-                "RSA ceilings from the test images' repetitions bound a participant's "
-                "single-presentation RDMs but are computed on the test images, not on "
-                "the experiment images the RSA uses; the ceiling across participants "
-                "uses the experiment RDMs themselves."
-            ),
-        }
+        if cfg.encoding.enabled:
+            found = run_or_note(
+                summary,
+                f"encoding noise ceiling of {participant}",
+                lambda r=responses, p=participant: encoding_ceiling(r, cfg, p),
+            )
+            if found is not None:
+                ceilings.append(found)
+    ceiling = (
+        pd.concat(ceilings, ignore_index=True)
+        if ceilings
+        else pd.DataFrame(columns=CEILING_COLUMNS)
+    )
+    write_csv(ceiling, results_dir / "noise_ceiling.csv")
+    summary["noise_ceiling"] = {
+        "options": {
+            "rsa_groups": cfg.noise_ceiling.rsa_groups,
+            "n_splits": cfg.noise_ceiling.n_splits,
+            "ci": cfg.noise_ceiling.ci,
+        },
+        "summary": json_records(ceiling_summary(ceiling)),
+        "note": (
+            "RSA ceilings from the test images' repetitions bound a participant's "
+            "single-presentation RDMs but are computed on the test images, not on "
+            "the experiment images the RSA uses; the ceiling across participants "
+            "uses the experiment RDMs themselves."
+        ),
+    }
+
+
+def _clusters_part(
+    cfg: AnalysesConfig,
+    n_people: int,
+    rsa: pd.DataFrame | None,
+    encoding: pd.DataFrame | None,
+    partition: pd.DataFrame | None,
+    results_dir: Path,
+    summary: dict[str, Any],
+) -> None:
+    """Cluster tests across participants: clusters.csv and their notes."""
     clusters = cluster_tests(cfg, rsa, encoding, partition)
     write_csv(clusters, results_dir / "clusters.csv")
-    n_people = len(meg)
     summary["clusters"] = {
         "options": {
             "n_permutations": cfg.stats.n_permutations,
