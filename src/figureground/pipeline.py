@@ -31,6 +31,7 @@ from typing import Any
 from figureground import logs
 from figureground.config import ModelConfig, StudyConfig
 from figureground.errors import FigureGroundError, ModelUnavailableError, UsageError
+from figureground.features.store import FeatureStore
 from figureground.fsutil import (
     atomic_write_json,
     disk_full_as_error,
@@ -53,7 +54,7 @@ class RunState:
     stimulus_root: Path | None = None
     manifest_path: Path | None = None
     variants_dir: Path | None = None
-    feature_stores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    feature_stores: dict[str, FeatureStore] = field(default_factory=dict)
     neural_files: dict[str, dict[str, Path]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -279,13 +280,7 @@ def _extract_one(state: RunState, cache: StageCache, model: ModelConfig) -> dict
             scheduler=state.scheduler,
         )
         cache.mark_done(stage, key, [store])
-    return {
-        "store": store,
-        "model": model.name,
-        "weights": model.weights,
-        "layers": list(model.layers),
-        "key": key_name,
-    }
+    return FeatureStore(store, model.name, model.weights, tuple(model.layers), key_name)
 
 
 def stage_features(state: RunState, cache: StageCache) -> None:
@@ -304,24 +299,26 @@ def stage_features(state: RunState, cache: StageCache) -> None:
                 model.fallback.name,
                 model.fallback.weights,
             )
-            info = _extract_one(state, cache, model.fallback)
-            info["replaces"] = f"{model.name} ({model.weights})"
-            info["replaced_because"] = str(exc)
-        state.feature_stores[info["key"]] = info
+            info = dataclasses.replace(
+                _extract_one(state, cache, model.fallback),
+                replaces=f"{model.name} ({model.weights})",
+                replaced_because=str(exc),
+            )
+        state.feature_stores[info.key] = info
 
 
 def _simulation_inputs(state: RunState) -> tuple[dict[str, Any], str, list[Any]]:
     """(feature store info, layer, inputs to hash) of a network-driven simulation."""
     sim = state.study.neural.simulate
     stores = list(state.feature_stores.values())
-    chosen = next((s for s in stores if sim.model in (None, s["key"], s["model"])), None)
+    chosen = next((s for s in stores if sim.model in (None, s.key, s.model)), None)
     if chosen is None:
         raise UsageError(
             f"neural.simulate.model {sim.model!r} matches no model; "
             f"have {', '.join(s['key'] for s in stores)}"
         )
-    layer = sim.layer if sim.layer in chosen["layers"] else chosen["layers"][0]
-    return chosen, layer, [fingerprint(chosen["store"])]
+    layer = sim.layer if sim.layer in chosen.layers else chosen.layers[0]
+    return chosen, layer, [fingerprint(chosen.path)]
 
 
 def _pixel_inputs(state: RunState) -> tuple[dict[str, Path], dict[str, Path]]:
@@ -370,7 +367,7 @@ def _simulate(state: RunState, out_dir: Path) -> dict[str, Any]:
     if sim.driver == "network":
         chosen, layer, _ = _simulation_inputs(state)
         simulate.simulate_meg(
-            chosen["store"],
+            chosen.path,
             out_dir,
             fg_weight=sim.fg_weight,
             bg_weight=sim.bg_weight,
@@ -378,7 +375,7 @@ def _simulate(state: RunState, out_dir: Path) -> dict[str, Any]:
             layer=layer,
             **common,
         )
-        return {"driven_by": chosen["key"], "layer": layer}
+        return {"driven_by": chosen.key, "layer": layer}
     images, masks = _pixel_inputs(state)
     weights = simulate.pixel_weights(
         sim.fg_weight, sim.bg_weight, sim.image_weight, sim.centre_weight, sim.position
@@ -470,7 +467,7 @@ def stage_analyses(state: RunState, cache: StageCache) -> None:
             extra = [files.get(k) for k in ("attributes", "test", "test_attributes")]
             inputs += [fingerprint(Path(f)) for f in extra if f]
             inputs.append(repr((files["source"], files.get("options"))))
-    inputs += [fingerprint(s["store"]) for s in state.feature_stores.values()]
+    inputs += [fingerprint(s.path) for s in state.feature_stores.values()]
     fields = dataclasses.asdict(state.study.analyses)
     if fields["rsa"]["backend"] == "numpy":  # (left out then: earlier runs keep their keys)
         fields["rsa"].pop("backend")
@@ -524,9 +521,7 @@ STAGES: tuple[tuple[str, Callable[[RunState, StageCache], None]], ...] = (
 
 def run_provenance(state: RunState) -> dict[str, Any]:
     """The study, its inputs and library versions, for summary.json and the report."""
-    stores = {
-        key: {k: str(v) for k, v in info.items()} for key, info in state.feature_stores.items()
-    }
+    stores = {key: info.record() for key, info in state.feature_stores.items()}
     return stamp(
         study=state.study.to_dict(),
         stimulus_root=str(state.stimulus_root),

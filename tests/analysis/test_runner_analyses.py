@@ -17,6 +17,7 @@ from figureground.analysis import runner
 from figureground.analysis.study import columns, encoding_results
 from figureground.config import parse_study
 from figureground.errors import UsageError
+from figureground.features.store import FeatureStore
 from figureground.neural import things_meg
 from figureground.neural.simulate import simulate_meg
 
@@ -98,15 +99,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict
     pd.DataFrame({"image_id": _ids(), "fg_fraction": fractions, "status": "ok"}).to_csv(
         variants_csv, index=False
     )
-    stores = {
-        "tiny": {
-            "store": store,
-            "model": "tiny",
-            "weights": "random",
-            "layers": ["layer2"],
-            "key": "tiny",
-        }
-    }
+    stores = {"tiny": FeatureStore(store, "tiny", "random", ("layer2",), "tiny")}
     cfg = parse_study({"analyses": ANALYSES}).analyses
     summary = runner.run_analyses(
         cfg, neural, stores, base / "results", {"study": "tiny"}, variants_csv=variants_csv

@@ -71,6 +71,7 @@ from figureground.analysis.study.tables import (
 from figureground.analysis.study.verdict_results import headline, verdict_results
 from figureground.analysis.study.where_runner import run_where
 from figureground.config import AnalysesConfig
+from figureground.features.store import FeatureStore
 from figureground.fsutil import atomic_write_json
 from figureground.parallel import SERIAL
 
@@ -82,7 +83,7 @@ log = logs.get_logger(__name__)
 def run_careful(
     cfg: AnalysesConfig,
     neural_files: Mapping[str, Mapping[str, Path | None]],
-    feature_stores: Mapping[str, Mapping[str, Any]],
+    feature_stores: Mapping[str, FeatureStore],
     results_dir: Path,
     summary: dict[str, Any],
     variants_csv: Path | None,
@@ -386,7 +387,7 @@ def ceiling_summary(ceiling: pd.DataFrame) -> pd.DataFrame:
 def run_analyses(
     cfg: AnalysesConfig,
     neural_files: Mapping[str, Mapping[str, Path | None]],
-    feature_stores: Mapping[str, Mapping[str, Any]],
+    feature_stores: Mapping[str, FeatureStore],
     results_dir: Path,
     provenance: Mapping[str, Any],
     variants_csv: Path | None = None,
@@ -403,10 +404,10 @@ def run_analyses(
         variants_csv = results_dir.parent / "variants" / "variants.csv"
     summary: dict[str, Any] = {"provenance": dict(provenance), "notes": []}
     for info in feature_stores.values():
-        if "replaces" in info:
+        if info.replaces:
             summary["notes"].append(
-                f"{info['replaces']} could not be used here; {info['model']} "
-                f"({info['weights']}) replaces it. Reason: {info.get('replaced_because', '')}"
+                f"{info.replaces} could not be used here; {info.model} "
+                f"({info.weights}) replaces it. Reason: {info.replaced_because}"
             )
     truth = ground_truth_summary(neural_files)
     if truth is not None:

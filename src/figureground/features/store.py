@@ -28,6 +28,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,37 @@ from figureground.errors import DataError, UsageError
 from figureground.fsutil import DiskFullError, disk_full_as_error, disk_full_message, is_disk_full
 
 log = logs.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureStore:
+    """A run's feature store and what made it: the features stage's hand-off to the analyses.
+
+    ``key`` names it (``resnet50__IMAGENET1K_V1``); ``replaces`` / ``replaced_because`` say
+    which model it stands in for when that model's weights could not be had.
+    """
+
+    path: Path
+    model: str
+    weights: str
+    layers: tuple[str, ...]
+    key: str
+    replaces: str = ""
+    replaced_because: str = ""
+
+    def record(self) -> dict[str, str]:
+        """Its provenance record (the text of each field; the replacement only when set)."""
+        fields = {
+            "store": str(self.path),
+            "model": self.model,
+            "weights": self.weights,
+            "layers": str(list(self.layers)),
+            "key": self.key,
+        }
+        if self.replaces:
+            fields.update(replaces=self.replaces, replaced_because=self.replaced_because)
+        return fields
+
 
 PENDING, DONE, FAILED = 0, 1, -1
 SPATIAL_DIMS = ("channel", "y", "x")

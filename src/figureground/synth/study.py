@@ -130,9 +130,10 @@ def _files(data: Path) -> dict[str, dict[str, Path | None]]:
                    "attributes": meg / "sample_attributes_P1.csv"}}  # fmt: skip
 
 
-def _store(data: Path) -> dict[str, Any]:
-    return {"key": "synthetic", "model": "synthetic", "weights": "none",
-            "store": data / "features.zarr", "layers": ["layer2"]}  # fmt: skip
+def _store(data: Path) -> Any:
+    from figureground.features.store import FeatureStore
+
+    return FeatureStore(data / "features.zarr", "synthetic", "none", ("layer2",), "synthetic")
 
 
 def run_group(group: str, data: Path, settings: StudySettings) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ from figureground.analysis.study.rsa_results import (
 from figureground.conditions import ORIGINAL
 from figureground.config import AnalysesConfig
 from figureground.errors import DataError, UsageError
+from figureground.features.store import FeatureStore
 
 log = logs.get_logger(__name__)
 
@@ -115,7 +116,7 @@ def repetition_decoding(
 def cross_results(
     cfg: AnalysesConfig,
     meg: Mapping[str, Any],
-    stores: Sequence[Mapping[str, Any]],
+    stores: Sequence[FeatureStore],
     mask_grids: Any,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Figure/ground cross-decoding per participant, model and layer, with group rows."""
@@ -132,12 +133,12 @@ def cross_results(
     for participant in held_first(meg):
         responses = scaled(meg[participant])
         for info in stores:
-            for layer in info["layers"]:
+            for layer in info.layers:
                 features = condition_features(info, layer)
                 masks = region_masks(dec.view, features, info, mask_grids)
                 viewed = viewed_features(features, dec.view, masks)
                 sets = {name: viewed[condition] for name, condition in FEATURE_SETS.items()}
-                log.info("cross-decoding: %s %s %s", participant, info["key"], layer)
+                log.info("cross-decoding: %s %s %s", participant, info.key, layer)
                 per_person.append(
                     cross_decoding(
                         responses,
@@ -166,7 +167,7 @@ def decoding_results(
     cfg: AnalysesConfig,
     meg: Mapping[str, Any],
     test: Mapping[str, Any],
-    stores: Sequence[Mapping[str, Any]],
+    stores: Sequence[FeatureStore],
     mask_grids: Any,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Rows of ``decoding.csv`` and notes for what could not run."""

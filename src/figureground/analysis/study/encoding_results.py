@@ -13,6 +13,7 @@ from figureground.analysis.study.inputs import condition_features, held_first
 from figureground.analysis.study.rsa_results import describe_store, scaled, span_basis
 from figureground.conditions import CONDITIONS
 from figureground.config import AnalysesConfig
+from figureground.features.store import FeatureStore
 
 log = logs.get_logger(__name__)
 
@@ -33,7 +34,7 @@ def ridge_settings(cfg: AnalysesConfig, n_components: int | None) -> Any:
 def encoding_results(
     cfg: AnalysesConfig,
     meg: Mapping[str, Any],
-    stores: Sequence[Mapping[str, Any]],
+    stores: Sequence[FeatureStore],
     sensor_maps: dict[tuple[str, str, str, str], Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Encoding accuracy per condition and variance partitioning, for every model and layer.
@@ -68,18 +69,18 @@ def encoding_results(
         responses = scaled(meg[participant].isel(time=slice(None, None, enc.time_step)))
         p_index = participants.index(participant)
         for s_index, info in enumerate(stores):
-            for l_index, layer in enumerate(info["layers"]):
+            for l_index, layer in enumerate(info.layers):
                 features = {
                     name: span_basis(array)
                     for name, array in condition_features(info, layer).items()
                 }
                 names = {"participant": participant, **describe_store(info, layer)}
                 for c_index, condition in enumerate(CONDITIONS):
-                    log.info("encoding: %s %s %s %s", participant, info["key"], layer, condition)
+                    log.info("encoding: %s %s %s %s", participant, info.key, layer, condition)
                     scores = encode(responses, features[condition], **options)
                     if sensor_maps is not None:
                         scores.attrs.update(describe_store(info, layer))
-                        sensor_maps[(str(info["key"]), layer, participant, condition)] = scores
+                        sensor_maps[(str(info.key), layer, participant, condition)] = scores
                     encodings[(s_index, l_index, p_index, c_index)] = encoding_table(
                         scores,
                         condition=condition,
@@ -89,7 +90,7 @@ def encoding_results(
                         **names,
                     )
                 if enc.variance_partition:
-                    log.info("variance partition: %s %s %s", participant, info["key"], layer)
+                    log.info("variance partition: %s %s %s", participant, info.key, layer)
                     partitions[(s_index, l_index, p_index)] = variance_partition(
                         responses, features[FIGURE], features[GROUND], **options, **names
                     )

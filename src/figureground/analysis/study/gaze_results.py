@@ -26,6 +26,7 @@ import pandas as pd
 from figureground import logs
 from figureground.analysis.study.tables import json_records, write_csv
 from figureground.errors import DataError
+from figureground.features.store import FeatureStore
 
 log = logs.get_logger(__name__)
 
@@ -268,7 +269,7 @@ def _participant_summary(table: pd.DataFrame) -> dict[str, Any]:
 def run_gaze(
     analyses: Any,
     neural_files: Mapping[str, Mapping[str, Any]],
-    feature_stores: Mapping[str, Mapping[str, Any]],
+    feature_stores: Mapping[str, FeatureStore],
     results_dir: Path,
     summary: dict[str, Any],
     variants_csv: Path | None,

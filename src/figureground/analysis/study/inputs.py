@@ -11,6 +11,7 @@ import numpy as np
 from figureground import logs
 from figureground.conditions import CONDITIONS
 from figureground.errors import DataError, UsageError
+from figureground.features.store import FeatureStore
 
 log = logs.get_logger(__name__)
 
@@ -99,19 +100,19 @@ def load_test_recordings(
 
 
 def select_stores(
-    feature_stores: Mapping[str, Mapping[str, Any]], wanted: Sequence[str]
-) -> list[Mapping[str, Any]]:
+    feature_stores: Mapping[str, FeatureStore], wanted: Sequence[str]
+) -> list[FeatureStore]:
     """The feature stores named in ``wanted`` (store key or model name); all when empty."""
     stores = list(feature_stores.values())
     if not wanted:
         return stores
-    names = {s["key"] for s in stores} | {s["model"] for s in stores}
+    names = {s.key for s in stores} | {s.model for s in stores}
     unknown = [w for w in wanted if w not in names]
     if unknown:
         raise UsageError(
             f"analyses.models {unknown} match no feature store; have {', '.join(sorted(names))}"
         )
-    return [s for s in stores if s["key"] in wanted or s["model"] in wanted]
+    return [s for s in stores if s.key in wanted or s.model in wanted]
 
 
 def held_first(meg: Mapping[str, Any]) -> list[str]:
@@ -124,16 +125,16 @@ def held_first(meg: Mapping[str, Any]) -> list[str]:
     return participants
 
 
-def condition_features(info: Mapping[str, Any], layer: str) -> dict[str, Any]:
+def condition_features(info: FeatureStore, layer: str) -> dict[str, Any]:
     """One layer of every condition, loaded, with model and layer in its attributes."""
     from figureground.features.store import open_features
 
     arrays = {}
     for condition in CONDITIONS:
-        dataset = open_features(info["store"], condition)
+        dataset = open_features(info.path, condition)
         if layer not in dataset.data_vars:
             raise DataError(
-                f"feature store {info['store']} ({condition}) has no layer {layer!r}; "
+                f"feature store {info.path} ({condition}) has no layer {layer!r}; "
                 f"it has {sorted(dataset.data_vars)}"
             )
         array = dataset[layer].load()
@@ -144,7 +145,7 @@ def condition_features(info: Mapping[str, Any], layer: str) -> dict[str, Any]:
             array = array.assign_coords(
                 concept=("image", np.array([str(c) for c in array["concept"].values]))
             )
-        array.attrs.update(model=str(info["model"]), layer=layer)
+        array.attrs.update(model=str(info.model), layer=layer)
         arrays[condition] = array
     return arrays
 

@@ -26,6 +26,7 @@ from figureground.analysis.study.spatial_inputs import (
     spatial_layer,
 )
 from figureground.config import AnalysesConfig
+from figureground.features.store import FeatureStore
 
 log = logs.get_logger(__name__)
 
@@ -84,7 +85,7 @@ def mask_bands(
 def mask_partition_results(
     cfg: AnalysesConfig,
     meg: Mapping[str, Any],
-    stores: Sequence[Mapping[str, Any]],
+    stores: Sequence[FeatureStore],
     mask_grids: Any,
     variants_csv: Path | None,
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -100,7 +101,7 @@ def mask_partition_results(
     for info in stores:
         layer = spatial_layer(info, part.layer)
         if layer is None:
-            notes.append(f"mask partition: {info['key']} has no layer with a spatial map")
+            notes.append(f"mask partition: {info.key} has no layer with a spatial map")
             continue
         masks = mask_grids.on_grid(layer.attrs, layer.image_ids, layer.grid)
         log.info("mask partition: pooling %s %s in the mask's regions", layer.key, layer.layer)

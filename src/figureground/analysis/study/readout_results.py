@@ -18,6 +18,7 @@ from figureground.analysis.study.inputs import held_first
 from figureground.analysis.study.spatial_inputs import aligned_rows, spatial_layer
 from figureground.config import AnalysesConfig
 from figureground.errors import UsageError
+from figureground.features.store import FeatureStore
 
 log = logs.get_logger(__name__)
 
@@ -32,7 +33,7 @@ def _sessions(responses: Any) -> np.ndarray:
 def readout_results(
     cfg: AnalysesConfig,
     meg: Mapping[str, Any],
-    stores: Sequence[Mapping[str, Any]],
+    stores: Sequence[FeatureStore],
     mask_grids: Any,
 ) -> tuple[pd.DataFrame, Any, list[str]]:
     """Rows of ``readout_ratio.csv``, the maps (one Dataset, dims participant, ...) and notes."""
@@ -63,7 +64,7 @@ def readout_results(
     for info in stores:
         layer = spatial_layer(info, ro.layer)
         if layer is None:
-            notes.append(f"readout: {info['key']} has no layer with a spatial map")
+            notes.append(f"readout: {info.key} has no layer with a spatial map")
             continue
         grid = (min(ro.grid[0], layer.grid[0]), min(ro.grid[1], layer.grid[1]))
         log.info("readout: reducing %s %s to %s", layer.key, layer.layer, grid)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from figureground.analysis.study.inputs import condition_features, held_first
 from figureground.analysis.verdict import Curves
 from figureground.config import AnalysesConfig, RsaConfig
 from figureground.errors import DataError, UsageError
+from figureground.features.store import FeatureStore
 from figureground.parallel import SERIAL
 
 log = logs.get_logger(__name__)
@@ -413,8 +413,8 @@ def rsa_one(
     return run.table, run.meg_rdms, run.labels
 
 
-def describe_store(info: Mapping[str, Any], layer: str) -> dict[str, str]:
-    return {"model": str(info["model"]), "weights": str(info["weights"]), "layer": layer}
+def describe_store(info: FeatureStore, layer: str) -> dict[str, str]:
+    return {"model": str(info.model), "weights": str(info.weights), "layer": layer}
 
 
 RunKey = tuple[int, str, str, str]  # (store index, layer, view, level)
@@ -452,7 +452,7 @@ def viewed_features(
 
 
 def region_masks(
-    view: str, features: Mapping[str, Any], info: Mapping[str, Any], mask_grids: Any
+    view: str, features: Mapping[str, Any], info: FeatureStore, mask_grids: Any
 ) -> np.ndarray | None:
     if view != "region":
         return None
@@ -461,13 +461,13 @@ def region_masks(
     ids = [str(i) for i in array["image"].values]
     from figureground.features.store import read_root_attrs
 
-    return mask_grids.on_grid(read_root_attrs(Path(info["store"])), ids, grid)
+    return mask_grids.on_grid(read_root_attrs(info.path), ids, grid)
 
 
 def rsa_results(
     cfg: AnalysesConfig,
     meg: Mapping[str, Any],
-    stores: Sequence[Mapping[str, Any]],
+    stores: Sequence[FeatureStore],
     strata: Mapping[str, Sequence[str]],
     scheduler: Any = SERIAL,
     mask_grids: Any = None,
@@ -495,13 +495,13 @@ def rsa_results(
         responses = meg[participant]
         p_index = participants.index(participant)
         for s_index, info in enumerate(stores):
-            for l_index, layer in enumerate(info["layers"]):
+            for l_index, layer in enumerate(info.layers):
                 features = condition_features(info, layer)
                 spatial = next(iter(features.values())).ndim >= 4
                 for v_index, view in enumerate(views):
                     if not spatial and v_index > 0:  # pooled features: every view is the same
                         study.skipped_views[view] = (
-                            f"{info['key']} {layer} is pooled (no map), so it equals the "
+                            f"{info.key} {layer} is pooled (no map), so it equals the "
                             f"{views[0]} view"
                         )
                         continue
@@ -517,7 +517,7 @@ def rsa_results(
                     for r_index, (level, stratum, ids) in enumerate(runs):
                         log.info(
                             "RSA: %s %s %s (%s view), %s level, %s",
-                            participant, info["key"], layer, view, level, stratum,
+                            participant, info.key, layer, view, level, stratum,
                         )  # fmt: skip
                         run = rsa_curves(
                             responses,

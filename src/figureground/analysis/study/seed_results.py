@@ -12,6 +12,7 @@ from figureground.analysis.study.columns import POOLED, SEED_COLUMNS
 from figureground.conditions import CONDITIONS
 from figureground.config import AnalysesConfig
 from figureground.errors import DataError
+from figureground.features.store import FeatureStore
 
 log = logs.get_logger(__name__)
 
@@ -22,7 +23,7 @@ log = logs.get_logger(__name__)
 def seed_results(
     cfg: AnalysesConfig,
     meg: Mapping[str, Any],
-    feature_stores: Mapping[str, Mapping[str, Any]],
+    feature_stores: Mapping[str, FeatureStore],
     scheduler: Any = "serial",
 ) -> pd.DataFrame:
     """Seed distances for every participant, model, layer and condition.
@@ -39,7 +40,7 @@ def seed_results(
             info,
             {}
             if fused
-            else {condition: open_features(info["store"], condition) for condition in CONDITIONS},
+            else {condition: open_features(info.path, condition) for condition in CONDITIONS},
         )
         for info in feature_stores.values()
     ]
@@ -51,17 +52,17 @@ def seed_results(
         for index, (info, groups) in enumerate(stores):
             if fused:
                 table = fused_store_distances(cfg, responses, info, scheduler)
-                for layer in info["layers"]:
+                for layer in info.layers:
                     parts.setdefault((index, layer), []).append(table[table["layer"] == layer])
                 continue
-            for layer in info["layers"]:
+            for layer in info.layers:
                 parts.setdefault((index, layer), []).append(
                     seed_analysis(
                         responses,
                         groups,
                         layer=layer,
-                        model=info["model"],
-                        weights=info["weights"],
+                        model=info.model,
+                        weights=info.weights,
                         response=cfg.seed.response,
                         tmin=cfg.seed.tmin,
                         tmax=cfg.seed.tmax,
@@ -84,7 +85,7 @@ def seed_results(
 def fused_store_distances(
     cfg: AnalysesConfig,
     responses: Mapping[str, Any],
-    info: Mapping[str, Any],
+    info: FeatureStore,
     scheduler: Any = "serial",
 ) -> pd.DataFrame:
     """Seed distances of ``responses`` from the full maps of the network behind a store.
@@ -96,14 +97,14 @@ def fused_store_distances(
     from figureground.analysis.seed_fused import fused_seed_distances
     from figureground.features.store import read_root_attrs
 
-    attrs = read_root_attrs(info["store"])
+    attrs = read_root_attrs(info.path)
     preprocessing = attrs.get("preprocessing") or {}
     return fused_seed_distances(
         dict(responses),
         attrs["source"],
         model=attrs["model"],
         weights=attrs["weights"],
-        layers=tuple(info["layers"]),
+        layers=tuple(info.layers),
         seed=int(attrs.get("seed", 0)),
         resize=preprocessing.get("resize"),
         crop=preprocessing.get("crop"),
@@ -155,7 +156,7 @@ IDENTITY_COLUMNS = [
 
 
 def identity_results(
-    cfg: AnalysesConfig, meg: Mapping[str, Any], feature_stores: Mapping[str, Mapping[str, Any]]
+    cfg: AnalysesConfig, meg: Mapping[str, Any], feature_stores: Mapping[str, FeatureStore]
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """The seed method's identity version for every participant, model and layer.
 
@@ -176,8 +177,8 @@ def identity_results(
             meg[participant].transpose("image", "channel", "time"), sc.tmin, sc.tmax
         )
         for info in feature_stores.values():
-            groups = {c: open_features(info["store"], c) for c in CONDITIONS}
-            for layer in info["layers"]:
+            groups = {c: open_features(info.path, c) for c in CONDITIONS}
+            for layer in info.layers:
                 arrays = {c: g[layer] for c, g in groups.items()}
                 common = set(map(str, responses["image"].values))
                 for array in arrays.values():
@@ -203,8 +204,8 @@ def identity_results(
                 )
                 described = {
                     "participant": participant,
-                    "model": info["model"],
-                    "weights": info["weights"],
+                    "model": info.model,
+                    "weights": info.weights,
                     "layer": layer,
                 }
                 tables.append(table.assign(**described))

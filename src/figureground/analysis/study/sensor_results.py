@@ -26,6 +26,7 @@ from figureground.analysis.study.rsa_results import (
 )
 from figureground.config import AnalysesConfig
 from figureground.errors import DataError, UsageError
+from figureground.features.store import FeatureStore
 
 log = logs.get_logger(__name__)
 
@@ -52,7 +53,7 @@ def _subset(n: int, limit: int | None, seed: int) -> np.ndarray:
 def sensor_rsa_maps(
     cfg: AnalysesConfig,
     responses: Any,
-    info: Mapping[str, Any],
+    info: FeatureStore,
     layer: str,
     mask_grids: Any,
 ) -> Any:
@@ -96,7 +97,7 @@ def sensor_rsa_maps(
 def sensor_results(
     cfg: AnalysesConfig,
     meg: Mapping[str, Any],
-    stores: Sequence[Mapping[str, Any]],
+    stores: Sequence[FeatureStore],
     mask_grids: Any = None,
     encoding_maps: Mapping[tuple[str, str, str, str], Any] | None = None,
 ) -> SensorStudy:
@@ -121,19 +122,19 @@ def sensor_results(
     for participant in held_first(meg):
         responses = meg[participant]
         for info in stores:
-            for layer in info["layers"]:
+            for layer in info.layers:
                 if not sensors.rsa:
                     continue
                 if sensors.view == "region" and mask_grids is None:
                     study.notes.append("sensor RSA: the region view needs the variants' masks")
                     continue
-                log.info("sensor RSA: %s %s %s", participant, info["key"], layer)
+                log.info("sensor RSA: %s %s %s", participant, info.key, layer)
                 try:
                     diff = sensor_rsa_maps(cfg, responses, info, layer, mask_grids)
                 except (DataError, UsageError) as exc:
-                    study.notes.append(f"sensor RSA of {info['key']} {layer}: {exc}")
+                    study.notes.append(f"sensor RSA of {info.key} {layer}: {exc}")
                     continue
-                key = ("rsa", str(info["key"]), layer)
+                key = ("rsa", str(info.key), layer)
                 differences.setdefault(key, {})[participant] = diff
                 described[key] = describe_store(info, layer)
     if sensors.encoding and encoding_maps:

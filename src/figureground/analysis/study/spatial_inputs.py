@@ -9,7 +9,7 @@ slicing a chunk of images reads only that chunk from the feature store.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pandas as pd
 from figureground import logs
 from figureground.conditions import ORIGINAL
 from figureground.errors import DataError, UsageError
+from figureground.features.store import FeatureStore
 
 log = logs.get_logger(__name__)
 
@@ -66,7 +67,7 @@ class SpatialLayer:
         return {"model": self.model, "weights": self.weights, "layer": self.layer}
 
 
-def spatial_layer(info: Mapping[str, Any], wanted: str | None) -> SpatialLayer | None:
+def spatial_layer(info: FeatureStore, wanted: str | None) -> SpatialLayer | None:
     """The ``wanted`` layer (None: the first with a map) of a store's original images.
 
     Returns None when the store has no layer with a spatial map; raises UsageError when
@@ -74,27 +75,27 @@ def spatial_layer(info: Mapping[str, Any], wanted: str | None) -> SpatialLayer |
     """
     from figureground.features.store import open_features, read_root_attrs
 
-    dataset = open_features(info["store"], ORIGINAL)
-    layers = [str(name) for name in info["layers"]]
+    dataset = open_features(info.path, ORIGINAL)
+    layers = [str(name) for name in info.layers]
     if wanted is not None and wanted not in layers:
-        raise UsageError(f"layer {wanted!r} is not analysed in {info['key']}; it has {layers}")
+        raise UsageError(f"layer {wanted!r} is not analysed in {info.key}; it has {layers}")
     candidates = [wanted] if wanted is not None else layers
     for layer in candidates:
         array = dataset[layer]
         if array.ndim == 4:
             ids = [str(i) for i in array["image"].values]
             return SpatialLayer(
-                key=str(info["key"]),
-                model=str(info["model"]),
-                weights=str(info.get("weights", "")),
+                key=str(info.key),
+                model=str(info.model),
+                weights=str(info.weights),
                 layer=layer,
                 maps=LazyMaps(array.data),
                 image_ids=ids,
-                attrs=read_root_attrs(Path(info["store"])),
+                attrs=read_root_attrs(info.path),
             )
         if wanted is not None:
             raise UsageError(
-                f"layer {wanted!r} of {info['key']} has no spatial map (shape {array.shape})"
+                f"layer {wanted!r} of {info.key} has no spatial map (shape {array.shape})"
             )
     return None
 

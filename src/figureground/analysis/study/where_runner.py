@@ -38,6 +38,7 @@ from figureground.analysis.study.inputs import (
 from figureground.analysis.study.masks import find_mask_grids
 from figureground.analysis.study.tables import json_records, run_or_note, write_csv
 from figureground.config import AnalysesConfig
+from figureground.features.store import FeatureStore
 
 log = logs.get_logger(__name__)
 
@@ -77,7 +78,7 @@ def _post_mean(table: pd.DataFrame, by: list[str]) -> list[dict[str, Any]]:
 def run_where(
     cfg: AnalysesConfig,
     neural_files: Mapping[str, Mapping[str, Path | None]],
-    feature_stores: Mapping[str, Mapping[str, Any]],
+    feature_stores: Mapping[str, FeatureStore],
     results_dir: Path,
     summary: dict[str, Any],
     variants_csv: Path | None,
