@@ -259,27 +259,18 @@ def _ceilings_part(
             f"No test trials for {', '.join(untested)}: their noise ceilings from "
             "repetitions are not computed (the ceiling across participants still is)."
         )
+    kinds = [
+        ("the authors' noise ceiling", True, authors_noise_ceiling),
+        ("RSA noise ceiling", cfg.rsa.enabled, lambda r, p: rsa_ceiling_repetitions(r, cfg, p)),
+        ("encoding noise ceiling", cfg.encoding.enabled, lambda r, p: encoding_ceiling(r, cfg, p)),
+    ]
+    kinds = [(what, ceiling_of) for what, enabled, ceiling_of in kinds if enabled]
     for participant, responses in test.items():
-        found = run_or_note(
-            summary,
-            f"the authors' noise ceiling of {participant}",
-            lambda r=responses, p=participant: authors_noise_ceiling(r, p),
-        )
-        if found is not None:
-            ceilings.append(found)
-        if cfg.rsa.enabled:
+        for what, ceiling_of in kinds:
             found = run_or_note(
                 summary,
-                f"RSA noise ceiling of {participant}",
-                lambda r=responses, p=participant: rsa_ceiling_repetitions(r, cfg, p),
-            )
-            if found is not None:
-                ceilings.append(found)
-        if cfg.encoding.enabled:
-            found = run_or_note(
-                summary,
-                f"encoding noise ceiling of {participant}",
-                lambda r=responses, p=participant: encoding_ceiling(r, cfg, p),
+                f"{what} of {participant}",
+                lambda r=responses, p=participant, f=ceiling_of: f(r, p),
             )
             if found is not None:
                 ceilings.append(found)
