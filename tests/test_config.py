@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ def test_defaults_follow_the_study() -> None:
     assert study.features.models[0].name == "resnet50"
     assert study.features.models[0].layers == ("layer2",)
     assert study.variants.segmenter == "isnet"
-    assert study.analyses.seed.zscore is False
+    assert study.analyses.seed_method.zscore is False
 
 
 def test_nested_values_are_typed() -> None:
@@ -124,4 +125,41 @@ def test_shipped_things_study_file_is_valid() -> None:
     where = study.analyses
     assert where.readout.enabled and where.readout.device == "cuda"
     assert where.mask_partition.enabled and where.sensors.enabled and where.decoding.enabled
-    assert where.seed.mode == "fused" and where.seed.batch_size == 128  # the faithful map
+    assert (
+        where.seed_method.mode == "fused" and where.seed_method.batch_size == 128
+    )  # the faithful map
+
+
+def test_earlier_seed_keys_are_read_under_their_current_names() -> None:
+    from figureground.config import earlier_key_names, parse_study
+
+    earlier = parse_study(
+        {
+            "features": {"models": [{"name": "resnet18", "weights": "none", "seed": 3}]},
+            "neural": {"source": "simulate", "simulate": {"seed": 5}},
+            "analyses": {"seed": {"zscore": True, "seed": 7}, "rsa": {"seed": 2}},
+        }
+    )
+    current = parse_study(
+        {
+            "features": {"models": [{"name": "resnet18", "weights": "none", "random_state": 3}]},
+            "neural": {"source": "simulate", "simulate": {"random_state": 5}},
+            "analyses": {
+                "seed_method": {"zscore": True, "random_state": 7},
+                "rsa": {"random_state": 2},
+            },
+        }
+    )
+    assert earlier == current
+    assert current.analyses.seed_method.random_state == 7 and current.analyses.rsa.random_state == 2
+    assert current.features.models[0].random_state == 3
+    # Cache keys hash the earlier names, so runs made before the renaming keep their keys.
+    fields = earlier_key_names(dataclasses.asdict(current.analyses))
+    assert fields["seed"]["seed"] == 7 and fields["rsa"]["seed"] == 2
+    assert "seed_method" not in fields and "random_state" not in fields["rsa"]
+    with pytest.raises(UsageError, match=r"analyses.rsa.seed and analyses.rsa.random_state"):
+        parse_study({"analyses": {"rsa": {"seed": 1, "random_state": 1}}})
+    with pytest.raises(
+        UsageError, match=r"analyses.seed and analyses.seed_method are the same setting"
+    ):
+        parse_study({"analyses": {"seed": {}, "seed_method": {}}})

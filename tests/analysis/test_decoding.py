@@ -12,6 +12,7 @@ from scipy import linalg
 
 from figureground.analysis import cross_decoding as cd
 from figureground.analysis import decoding as dec
+from figureground.analysis.decoding_classifiers import fold_classifiers, shrunk_covariance
 from figureground.analysis.encoding import RidgeSettings
 from figureground.errors import DataError, UsageError
 
@@ -79,11 +80,11 @@ def test_fold_covariance_is_the_residual_covariance_and_sklearn_lda() -> None:
     values, _ = dec.prepare_test(simulate_test(n_images=6, n_reps=5, n_channels=4, seed=4))
     at_time = values[..., 7]
     shrinkage = 0.2
-    for held_out, (weights, offsets) in enumerate(dec.fold_classifiers(at_time, shrinkage)):
+    for held_out, (weights, offsets) in enumerate(fold_classifiers(at_time, shrinkage)):
         train = np.delete(at_time, held_out, axis=1)
         means = train.mean(axis=1)
         residuals = (train - means[:, None]).reshape(-1, at_time.shape[-1])
-        covariance = dec.shrunk_covariance(residuals, shrinkage)
+        covariance = shrunk_covariance(residuals, shrinkage)
         np.testing.assert_allclose(weights, linalg.solve(covariance, means.T), rtol=1e-9)
         np.testing.assert_allclose(offsets, np.diag(means @ weights), rtol=1e-9)
         lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage)
@@ -96,7 +97,7 @@ def test_cosmo_regularisation_is_the_default_shrinkage() -> None:
     residuals = np.random.default_rng(5).standard_normal((22, 7))
     biased = residuals.T @ residuals / 22
     cosmo = biased + 0.01 * np.trace(biased) / 7 * np.eye(7)  # cosmo_classify_lda
-    np.testing.assert_allclose(1.01 * dec.shrunk_covariance(residuals, dec.COSMO_SHRINKAGE), cosmo)
+    np.testing.assert_allclose(1.01 * shrunk_covariance(residuals, dec.COSMO_SHRINKAGE), cosmo)
 
 
 def test_pair_covariance_classifier_is_close_to_the_shared_one() -> None:

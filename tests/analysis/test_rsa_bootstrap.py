@@ -15,7 +15,7 @@ from figureground.analysis.rsa_bootstrap import (
     weighted_ranks,
 )
 from figureground.analysis.stats import bootstrap
-from figureground.analysis.study.rsa_results import _rsa_statistic, _square
+from figureground.analysis.study.rsa_inference import _rsa_statistic, _square
 
 N, TIMES = 24, 3
 

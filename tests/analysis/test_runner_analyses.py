@@ -55,7 +55,7 @@ def _write_store(path: Path) -> Path:
 
 
 ANALYSES = {
-    "seed": {"enabled": False},
+    "seed_method": {"enabled": False},
     "responses": {"tmax": 0.6, "decim": 4},
     "rsa": {"levels": ["image", "concept"], "n_boot": 40, "n_permutations": 40},
     "encoding": {

@@ -223,7 +223,7 @@ def test_fused_on_cuda_equals_stored_on_cuda(study: dict, tmp_path: Path) -> Non
 
 
 def test_study_fused_mode_equals_stored(tmp_path: Path) -> None:
-    """``analyses.seed.mode: fused`` in a run gives the stored mode's seed_distance.csv."""
+    """``analyses.seed_method.mode: fused`` in a run gives the stored mode's seed_distance.csv."""
     from figureground.config import parse_study
     from figureground.pipeline import run_study
     from figureground.reliability.harness import tiny_study
@@ -232,7 +232,8 @@ def test_study_fused_mode_equals_stored(tmp_path: Path) -> None:
     run_study(parse_study(study, tmp_path))
     results = tmp_path / "run" / "results"
     stored = pd.read_csv(results / "seed_distance.csv")
-    study["analyses"]["seed"] = {**study["analyses"]["seed"], "mode": "fused", "batch_size": 4}
+    method = study["analyses"]["seed_method"]
+    study["analyses"]["seed_method"] = {**method, "mode": "fused", "batch_size": 4}
     state = run_study(parse_study(study, tmp_path))
     assert "features-resnet18__none" in state.skipped and "analyses" not in state.skipped
     fused = pd.read_csv(results / "seed_distance.csv")

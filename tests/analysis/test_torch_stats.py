@@ -13,7 +13,7 @@ from scipy.stats import rankdata
 
 from figureground.analysis import stats
 from figureground.analysis.rdm_calc import compute_rdms
-from figureground.analysis.study import rsa_results
+from figureground.analysis.study import rsa_inference, rsa_results
 from figureground.analysis.torch_stats import average_ranks
 from figureground.config import RsaConfig
 from figureground.errors import UsageError
@@ -57,8 +57,8 @@ def test_bootstrap_statistic_on_torch_is_numpys(method: str) -> None:
     models = np.stack([squareform(pdist(rng.normal(size=(n, 5)))) for _ in range(3)])
     models[2] = models[0] * 2.0 + 1.0  # collinear with model 0: its partial curve is NaN
     pairs = [(0, 1), (1, 0), (0, 2)]
-    numpy_stat = rsa_results._rsa_statistic(meg, models, method, pairs)
-    torch_stat = rsa_results._rsa_statistic(meg, models, method, pairs, device="cpu")
+    numpy_stat = rsa_inference._rsa_statistic(meg, models, method, pairs)
+    torch_stat = rsa_inference._rsa_statistic(meg, models, method, pairs, device="cpu")
     for index in (np.arange(n), rng.integers(0, n, n), rng.integers(0, n, n)):
         expected, got = numpy_stat(index), torch_stat(index)
         assert got.shape == expected.shape == (4, 6)
@@ -69,8 +69,8 @@ def test_bootstrap_statistic_on_torch_is_numpys(method: str) -> None:
     meg[1] = 1.0 - np.eye(n, dtype=np.float32)
     models[1] = 1.0 - np.eye(n)
     index = rng.integers(0, n, n)
-    expected = rsa_results._rsa_statistic(meg, models, method, pairs)(index)
-    got = rsa_results._rsa_statistic(meg, models, method, pairs, device="cpu")(index)
+    expected = rsa_inference._rsa_statistic(meg, models, method, pairs)(index)
+    got = rsa_inference._rsa_statistic(meg, models, method, pairs, device="cpu")(index)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     np.testing.assert_allclose(got, expected, atol=1e-9, equal_nan=True)
     assert np.isnan(got[1, 3:]).all() and np.isnan(got[:, 4]).all()  # partials undefined
@@ -108,7 +108,7 @@ def participant(n_images: int = 24, seed: int = 0) -> tuple[xr.DataArray, dict]:
 
 def test_participant_rsa_with_torch_backend_equals_numpy() -> None:
     meg, features = participant()
-    settings = {"levels": ("image",), "n_boot": 40, "n_permutations": 60, "seed": 3}
+    settings = {"levels": ("image",), "n_boot": 40, "n_permutations": 60, "random_state": 3}
     reference, reference_rdms, _ = rsa_results.rsa_one(
         meg, features, "image", RsaConfig(**settings)
     )
@@ -141,6 +141,6 @@ def test_bootstrap_statistic_and_null_on_the_gpu_are_numpys() -> None:
     meg = np.stack([squareform(row) for row in data]).astype(np.float32)
     models = np.stack([squareform(model), squareform(pdist(np.eye(40)[:, :7]))])
     index = np.random.default_rng(0).integers(0, 40, 40)
-    expected = rsa_results._rsa_statistic(meg, models, "spearman", [(0, 1)])(index)
-    got = rsa_results._rsa_statistic(meg, models, "spearman", [(0, 1)], device="cuda")(index)
+    expected = rsa_inference._rsa_statistic(meg, models, "spearman", [(0, 1)])(index)
+    got = rsa_inference._rsa_statistic(meg, models, "spearman", [(0, 1)], device="cuda")(index)
     np.testing.assert_allclose(got, expected, atol=1e-9, equal_nan=True)

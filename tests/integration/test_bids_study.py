@@ -36,7 +36,7 @@ N_SAMPLES = 24000  # 20 s per run, mostly at the fixation point (as real runs ar
 ONSETS = (2400, 10800, 19200)  # authors' per-run drift correction barely moves the trials)
 RUNS = (("01", "01"), ("01", "02"), ("02", "01"), ("02", "02"))
 ANALYSES = {
-    "seed": {"enabled": False},
+    "seed_method": {"enabled": False},
     "responses": {"decim": 4},
     "rsa": {"n_boot": 0, "n_permutations": 0, "levels": ["image"]},
     "gaze": {"enabled": True, "mode": "stratify", "min_images": 4},

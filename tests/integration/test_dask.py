@@ -207,7 +207,7 @@ def test_run_study_on_dask_writes_what_the_serial_run_writes(client, tmp_path: P
     spec = {
         **tiny_study(),
         "analyses": {
-            "seed": {"enabled": False},
+            "seed_method": {"enabled": False},
             "responses": {"decim": 4},
             "rsa": {"n_boot": 0, "n_permutations": 300, "levels": ["image"], "partial": False},
             "encoding": {"enabled": False},

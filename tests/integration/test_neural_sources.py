@@ -23,7 +23,7 @@ from figureground.pipeline import run_study
 from figureground.reliability.harness import tiny_study
 
 ANALYSES = {
-    "seed": {"n_boot": 50, "identity": False},
+    "seed_method": {"n_boot": 50, "identity": False},
     "responses": {"decim": 4},
     "rsa": {"n_boot": 20, "n_permutations": 20, "levels": ["image"]},
     "encoding": {
@@ -258,8 +258,9 @@ def test_participants_are_found_per_source(tmp_path: Path) -> None:
         find_participants("arrays", tmp_path, {})
     pd.DataFrame({"image_id": ["a_01", "b_01"]}).to_csv(tmp_path / "P3.csv", index=False)
     found = find_participants("arrays", tmp_path, {"sfreq": 100.0})
-    assert list(found) == ["P3"] and found["P3"]["test"] is None
-    assert found["P3"]["epochs"] == tmp_path / "P3.npy"
+    assert list(found) == ["P3"] and found["P3"].test is None
+    assert found["P3"].epochs == tmp_path / "P3.npy"
+    assert found["P3"].source == "arrays" and found["P3"].options == {"sfreq": 100.0}
     with pytest.raises(UsageError, match=r"neural.participants \[1\] not found"):
         find_participants("arrays", tmp_path, {}, (1,))
     with pytest.raises(UsageError, match="image metadata"):

@@ -18,7 +18,7 @@ from figureground.reliability.harness import tiny_study
 TINY_STUDY = {
     **tiny_study(),
     "analyses": {
-        "seed": {"n_boot": 200},
+        "seed_method": {"n_boot": 200},
         "responses": {"decim": 4},
         "rsa": {"n_boot": 50, "n_permutations": 50, "levels": ["image"]},
         "encoding": {

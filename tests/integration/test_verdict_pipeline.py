@@ -53,7 +53,7 @@ def _study(base: Path, stimuli: Path, fg: float, bg: float) -> dict:
             },
         },
         "analyses": {
-            "seed": {"enabled": False},
+            "seed_method": {"enabled": False},
             "responses": {"tmax": 0.6, "decim": 10},
             "rsa": {"levels": ["image"], "n_boot": 200, "n_permutations": 0},
             "views": ["region", "global"],

@@ -48,7 +48,7 @@ def _study(stimuli: Path) -> dict:
             },
         },
         "analyses": {
-            "seed": {"enabled": False},
+            "seed_method": {"enabled": False},
             "responses": {"tmax": 0.6, "decim": 5},
             "rsa": {"enabled": False},
             "verdict": {"enabled": False},

@@ -15,7 +15,6 @@ from sklearn.metrics import roc_auc_score
 from figureground.errors import DataError, UsageError
 from figureground.neural.gaze import (
     GazeSettings,
-    _runs,
     clean_gaze,
     degrees_to_pixels,
     epoch_gaze,
@@ -28,6 +27,7 @@ from figureground.neural.gaze import (
     valid_samples,
     volts_to_pixels,
 )
+from figureground.neural.gaze_cleaning import _runs
 from figureground.neural.gaze_metrics import (
     bcea,
     gaze_density,

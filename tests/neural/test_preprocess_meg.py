@@ -316,7 +316,7 @@ def test_bids_source_preprocesses_in_the_run_and_caches(bids, tmp_path):
     state = RunState(run_dir=run_dir, study=study)
     stage_neural(state, StageCache(run_dir))
     assert list(state.neural_files) == ["P1"]
-    assert state.neural_files["P1"]["epochs"] == (
+    assert state.neural_files["P1"].epochs == (
         run_dir / "neural" / "preprocessed" / "preprocessed_P1-epo.fif"
     )
     responses = load_recordings(state.neural_files)["P1"]

@@ -11,8 +11,8 @@ import pytest
 
 from figureground.analysis.study import ceilings, columns
 from figureground.conditions import CONDITIONS
-from figureground.report import figures
-from figureground.report.html import careful_sections
+from figureground.report import figures, timecourse_figures
+from figureground.report.careful_sections import careful_sections
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TIMES = np.round(np.arange(-0.1, 0.5, 0.05), 3)
@@ -157,7 +157,7 @@ def _png(fig) -> bytes:
 
 @pytest.mark.parametrize("partial", [False, True])
 def test_rsa_figure_panels(partial: bool) -> None:
-    fig = figures.fig_rsa(_rsa_table(), _ceiling(), _clusters(), partial=partial)
+    fig = timecourse_figures.fig_rsa(_rsa_table(), _ceiling(), _clusters(), partial=partial)
     # rows: 2 levels; columns: 3 participants + mean
     assert len(fig.axes) == 2 * (len(PARTICIPANTS) + 1)
     mean_panel = next(ax for ax in fig.axes if ax.get_title().startswith("mean: m, w, l, image"))
@@ -169,11 +169,11 @@ def test_rsa_figure_panels(partial: bool) -> None:
 
 
 def test_encoding_and_partition_figures() -> None:
-    fig = figures.fig_encoding(_encoding(), _ceiling(), _clusters())
+    fig = timecourse_figures.fig_encoding(_encoding(), _ceiling(), _clusters())
     assert len(fig.axes) == len(PARTICIPANTS) + 1
     assert len(fig.axes[0].collections) >= 1  # ceiling band
     assert _png(fig).startswith(PNG_SIGNATURE)
-    fig = figures.fig_variance_partition(_partition(), None)
+    fig = timecourse_figures.fig_variance_partition(_partition(), None)
     assert len(fig.axes) == len(PARTICIPANTS) + 1
     assert {line.get_label() for line in fig.axes[0].lines} >= {"unique fg", "unique bg"}
     assert len(_png(fig)) > 1000
@@ -209,7 +209,7 @@ def test_careful_sections_from_results(tmp_path: Path) -> None:
 
 def test_each_panel_draws_the_ceiling_of_its_own_level() -> None:
     """The test-repetition ceiling is image level: concept-level panels must not draw it."""
-    lookup = figures._ceiling_lookup(
+    lookup = timecourse_figures._ceiling_lookup(
         _ceiling(), "rsa", {"participant": "test_repetitions", "mean": "participants"}
     )
     image = lookup({"level": "image", "stratum": "all"}, PARTICIPANTS[0])

@@ -31,13 +31,11 @@ import xarray as xr
 from figureground import logs
 from figureground.analysis.decoding import select_pairs, vote
 from figureground.analysis.encoding import (
+    FoldDesign,
     RidgeSettings,
-    align,
-    fit_predict,
-    outer_splits,
-    response_targets,
+    fold_design,
+    predict_fold,
     ridge_backend,
-    session_groups,
 )
 from figureground.errors import DataError, UsageError
 
@@ -179,52 +177,23 @@ def cross_decoding(
     Tidy DataFrame: time, feature_set, value, ci_low, ci_high, metric, n_images, n_pairs.
     """
     names = list(features)
-    if n_boot < 1 or not 0 < ci < 1:
-        raise UsageError(f"n_boot={n_boot} must be >= 1 and ci={ci} in (0, 1)")
-    if not names:
-        raise UsageError("cross_decoding needs at least one feature set")
-    if contrast is not None and not set(contrast) <= set(names):
-        raise UsageError(f"contrast {contrast} names feature sets not in {names}")
-    meg, matrices = align(meg, *features.values())
-    n_images, n_channels, n_times = (meg.sizes[d] for d in ("image", "channel", "time"))
+    _check_options(names, n_boot, ci, contrast)
+    design = fold_design(meg, list(features.values()), n_splits, settings, seed)
+    meg = design.meg
+    n_images, n_channels = meg.sizes["image"], meg.sizes["channel"]
     if n_channels < 2:
         raise DataError(f"MEG array has {n_channels} channel(s); 2-vs-2 needs >= 2")
-    Y = response_targets(meg, settings.dtype)
-    measured = np.asarray(Y, dtype=np.float64).reshape(n_images, n_channels, n_times)
-    groups = session_groups(meg)
-    splits = outer_splits(meg, n_splits, seed)
-    votes: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    fold_pairs = []
-    with ridge_backend(backend):
-        for k, (train, test) in enumerate(logs.progress(splits, len(splits), "cross-decoding")):
-            if len(test) < 2:
-                raise DataError(f"fold {k} holds out {len(test)} image; 2-vs-2 needs >= 2")
-            local = select_pairs(len(test), max_pairs, seed + k)
-            fold_pairs.append(test[local])
-            for name, X in zip(names, matrices, strict=True):
-                predicted = fit_predict(
-                    [X[train]],
-                    Y[train],
-                    [X[test]],
-                    None if groups is None else groups[train],
-                    settings,
-                    seed,
-                )
-                shaped = predicted.reshape(len(test), n_channels, n_times)
-                votes[name].append(identification_2v2(shaped, measured[test], local))
-    per_pair = {name: np.concatenate(v) for name, v in votes.items()}
+    per_pair, pairs = _pair_votes(design, names, settings, seed, max_pairs, backend)
     if contrast is not None:
         per_pair[f"{contrast[0]}_minus_{contrast[1]}"] = (
             per_pair[contrast[0]] - per_pair[contrast[1]]
         )
-    pairs = np.concatenate(fold_pairs)
     bounds = pair_bootstrap(per_pair, pairs, n_images, n_boot, ci, seed)
-    times = meg["time"].values
     table = pd.concat(
         [
             pd.DataFrame(
                 {
-                    "time": times,
+                    "time": meg["time"].values,
                     "feature_set": name,
                     "value": values.mean(axis=0),
                     "ci_low": bounds[name][0],
@@ -241,6 +210,47 @@ def cross_decoding(
     for key, value in descriptors.items():
         table[key] = value
     return table
+
+
+def _check_options(
+    names: list[str], n_boot: int, ci: float, contrast: tuple[str, str] | None
+) -> None:
+    """Raise a UsageError for a bad bootstrap, no feature set or an unknown contrast."""
+    if n_boot < 1 or not 0 < ci < 1:
+        raise UsageError(f"n_boot={n_boot} must be >= 1 and ci={ci} in (0, 1)")
+    if not names:
+        raise UsageError("cross_decoding needs at least one feature set")
+    if contrast is not None and not set(contrast) <= set(names):
+        raise UsageError(f"contrast {contrast} names feature sets not in {names}")
+
+
+def _pair_votes(
+    design: FoldDesign,
+    names: list[str],
+    settings: RidgeSettings,
+    seed: int,
+    max_pairs: int | None,
+    backend: str,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per feature set, the 2-vs-2 votes (pair, time) of every fold; and the pairs' images."""
+    meg = design.meg
+    n_images, n_channels, n_times = (meg.sizes[d] for d in ("image", "channel", "time"))
+    measured = np.asarray(design.Y, dtype=np.float64).reshape(n_images, n_channels, n_times)
+    splits = design.splits
+    votes: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    fold_pairs = []
+    with ridge_backend(backend):
+        for k, (train, test) in enumerate(logs.progress(splits, len(splits), "cross-decoding")):
+            if len(test) < 2:
+                raise DataError(f"fold {k} holds out {len(test)} image; 2-vs-2 needs >= 2")
+            local = select_pairs(len(test), max_pairs, seed + k)
+            fold_pairs.append(test[local])
+            for name, X in zip(names, design.matrices, strict=True):
+                predicted = predict_fold(design, [X], train, test, settings, seed)
+                shaped = predicted.reshape(len(test), n_channels, n_times)
+                votes[name].append(identification_2v2(shaped, measured[test], local))
+    per_pair = {name: np.concatenate(v) for name, v in votes.items()}
+    return per_pair, np.concatenate(fold_pairs)
 
 
 # ----------------------------------------------------------------------------- group

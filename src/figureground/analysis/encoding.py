@@ -38,16 +38,48 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from sklearn.decomposition import PCA
-from sklearn.model_selection import GroupKFold, KFold
 
 from figureground import logs
-from figureground.errors import DataError, UsageError
+from figureground.analysis.encoding_inputs import (
+    Split,
+    align,
+    outer_splits,
+    pearson_columns,
+    r2_columns,
+    response_targets,
+    session_groups,
+    train_folds,
+)
+from figureground.errors import UsageError
+
+__all__ = [
+    "DEFAULT_ALPHAS",
+    "PARTITION_COMPONENTS",
+    "PCA",
+    "RIDGE_BACKENDS",
+    "FoldDesign",
+    "RidgeSettings",
+    "Split",
+    "align",
+    "encode",
+    "encoding_table",
+    "fit_predict",
+    "fold_design",
+    "outer_splits",
+    "pearson_columns",
+    "predict_fold",
+    "r2_columns",
+    "reduce_features",
+    "response_targets",
+    "ridge_backend",
+    "session_groups",
+    "variance_partition",
+]
 
 log = logs.get_logger(__name__)
 
 RIDGE_BACKENDS = ("numpy", "torch", "torch_cuda")
 DEFAULT_ALPHAS = tuple(np.logspace(-2, 8, 11))
-Split = tuple[np.ndarray, np.ndarray]
 
 
 @contextmanager
@@ -87,100 +119,6 @@ class RidgeSettings:
     n_iter: int = 20
     dtype: str = "float32"
     n_targets_batch: int | None = None
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def _feature_matrix(features: xr.DataArray | np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """Image ids (or None for a plain array) and the features flattened to (images, features)."""
-    if isinstance(features, xr.DataArray):
-        if "image" not in features.dims:
-            raise DataError(f"feature array has dims {features.dims}; expected an 'image' dim")
-        features = features.transpose("image", ...)
-        ids = np.array([str(v) for v in features["image"].values], dtype=str)
-        values = np.asarray(features.values)
-        return ids, values.reshape(values.shape[0], -1)
-    values = np.asarray(features)
-    if values.ndim < 2:
-        raise DataError(f"feature array has shape {values.shape}; expected (image, ...)")
-    return None, values.reshape(values.shape[0], -1)
-
-
-def align(
-    meg: xr.DataArray, *features: xr.DataArray | np.ndarray
-) -> tuple[xr.DataArray, list[np.ndarray]]:
-    """Keep the images present in the MEG array and every feature set, in MEG order.
-
-    Plain arrays carry no ids and must already follow the MEG image order.
-
-    Returns
-    -------
-    The MEG array restricted to the common images, and one (images, features) matrix per
-    feature set in the same order.
-    """
-    if tuple(meg.dims[:1]) != ("image",) or meg.ndim != 3:
-        raise DataError(f"MEG array has dims {meg.dims}; expected ('image', 'channel', 'time')")
-    meg = meg.transpose("image", "channel", "time")
-    meg_ids = np.array([str(v) for v in meg["image"].values], dtype=str)
-    if len(set(meg_ids)) != len(meg_ids):
-        raise DataError("MEG array has repeated image ids; average repetitions first")
-    parsed = [_feature_matrix(f) for f in features]
-    keep = np.ones(len(meg_ids), dtype=bool)
-    for k, (ids, values) in enumerate(parsed):
-        if ids is None:
-            if len(values) != len(meg_ids):
-                raise DataError(
-                    f"feature set {k} is a plain array with {len(values)} rows but the MEG "
-                    f"array has {len(meg_ids)} images; pass a DataArray with image ids"
-                )
-            continue
-        if len(set(ids)) != len(ids):
-            raise DataError(f"feature set {k} has repeated image ids")
-        keep &= np.isin(meg_ids, ids)
-    if not keep.any():
-        example = meg_ids[0] if len(meg_ids) else "<none>"
-        raise DataError(
-            f"no image id is shared by the MEG array and the features (MEG has e.g. {example!r})"
-        )
-    if not keep.all():
-        log.info("encoding: %d of %d MEG images have features", keep.sum(), len(meg_ids))
-    common = meg_ids[keep]
-    matrices = []
-    for ids, values in parsed:
-        if ids is None:
-            matrices.append(values[keep])
-        else:
-            position = pd.Index(ids).get_indexer(common)
-            matrices.append(values[position])
-    return meg.isel(image=np.flatnonzero(keep)), matrices
-
-
-def outer_splits(meg: xr.DataArray, n_splits: int = 5, seed: int = 0) -> list[Split]:
-    """Train/test image indices: group k-fold over ``session``, else shuffled k-fold by image."""
-    n_images = meg.sizes["image"]
-    if "session" in meg.coords:
-        sessions = np.asarray(meg["session"].values)
-        n_sessions = len(np.unique(sessions))
-        if n_sessions >= 2:
-            splitter = GroupKFold(n_splits=min(n_splits, n_sessions))
-            return list(splitter.split(np.zeros(n_images), groups=sessions))
-        log.warning("only one session in the MEG array; folds split images instead")
-    else:
-        log.info("MEG array has no 'session' coordinate; folds split images (k-fold)")
-    if n_images < 2:
-        raise DataError(f"cannot cross-validate with {n_images} image(s)")
-    splitter = KFold(n_splits=min(n_splits, n_images), shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(n_images)))
-
-
-def _train_folds(n_train: int, groups: np.ndarray | None, n_splits: int, seed: int) -> list[Split]:
-    """Inner cross-validation folds on the training images: by group when several, else k-fold."""
-    if groups is not None and len(np.unique(groups)) >= 2:
-        splitter = GroupKFold(n_splits=min(n_splits, len(np.unique(groups))))
-        return list(splitter.split(np.zeros(n_train), groups=groups))
-    splitter = KFold(n_splits=min(n_splits, n_train), shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(n_train)))
 
 
 # ----------------------------------------------------------------------------- one fold
@@ -231,7 +169,7 @@ def fit_predict(
     Xs_test = [r[1].astype(dtype) for r in reduced]
     y_mean = Y_train.mean(axis=0, dtype=np.float64)
     Y_centred = np.asarray(Y_train, dtype=dtype) - y_mean.astype(dtype)
-    cv = _train_folds(len(Y_train), groups_train, settings.inner_splits, seed)
+    cv = train_folds(len(Y_train), groups_train, settings.inner_splits, seed)
     alphas = np.asarray(settings.alphas, dtype=dtype)
     # Ridge (one band) and banded ridge, with predictions computed in time linear in the
     # images; with one band every weighting is 1, i.e. ridge with a per-target penalty.
@@ -248,47 +186,50 @@ def fit_predict(
     return np.asarray(predicted, dtype=np.float64) + y_mean
 
 
-# ----------------------------------------------------------------------------- scores
+@dataclass(frozen=True)
+class FoldDesign:
+    """Aligned responses and feature matrices with their targets and outer folds."""
+
+    meg: xr.DataArray
+    matrices: tuple[np.ndarray, ...]  # one (image, features) matrix per feature set
+    Y: np.ndarray  # (image, channel * time) targets, :func:`response_targets`
+    groups: np.ndarray | None  # session of each image, :func:`session_groups`
+    splits: list[Split]  # :func:`outer_splits`
 
 
-def pearson_columns(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """Pearson r between matching columns of two (samples, targets) arrays (NaN if constant)."""
-    a = np.asarray(y_true, dtype=np.float64)
-    b = np.asarray(y_pred, dtype=np.float64)
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    denominator = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (a * b).sum(axis=0) / denominator, np.nan)
+def fold_design(
+    meg: xr.DataArray,
+    features: Sequence[xr.DataArray | np.ndarray],
+    n_splits: int,
+    settings: RidgeSettings,
+    seed: int,
+) -> FoldDesign:
+    """:func:`align` the features to the responses, then their targets, groups and folds."""
+    meg, matrices = align(meg, *features)
+    Y = response_targets(meg, settings.dtype)
+    groups = session_groups(meg)
+    splits = outer_splits(meg, n_splits, seed)
+    return FoldDesign(meg, tuple(matrices), Y, groups, splits)
 
 
-def r2_columns(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """R² per column, sums of squares about the column mean of ``y_true`` (sklearn's)."""
-    a = np.asarray(y_true, dtype=np.float64)
-    residual = ((a - np.asarray(y_pred, dtype=np.float64)) ** 2).sum(axis=0)
-    total = ((a - a.mean(axis=0)) ** 2).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, 1.0 - residual / total, np.nan)
-
-
-def response_targets(meg: xr.DataArray, dtype: str) -> np.ndarray:
-    """MEG (image, channel, time) as Y (images, channels * times) in ``dtype``.
-
-    Y is divided by its overall standard deviation: recordings in tesla (~1e-13, as raw MEG
-    is) would lose all precision in float32 sums of squares, and one global scale changes
-    neither Pearson r nor R², nor the ridge penalty chosen by cross-validation.
-    """
-    values = np.asarray(meg.values, dtype=np.float64)
-    if not np.isfinite(values).all():
-        raise DataError("MEG array contains NaN or infinite values")
-    scale = values.std()
-    if scale > 0:
-        values = values / scale
-    return values.reshape(values.shape[0], -1).astype(dtype, copy=False)
-
-
-def session_groups(meg: xr.DataArray) -> np.ndarray | None:
-    return np.asarray(meg["session"].values) if "session" in meg.coords else None
+def predict_fold(
+    design: FoldDesign,
+    bands: Sequence[np.ndarray],
+    train: np.ndarray,
+    test: np.ndarray,
+    settings: RidgeSettings,
+    seed: int,
+) -> np.ndarray:
+    """:func:`fit_predict` of the feature matrices ``bands`` on one outer fold."""
+    groups = design.groups
+    return fit_predict(
+        [X[train] for X in bands],
+        design.Y[train],
+        [X[test] for X in bands],
+        None if groups is None else groups[train],
+        settings,
+        seed,
+    )
 
 
 def encode(
@@ -316,22 +257,13 @@ def encode(
     DataArray ``pearson_r`` with dims (fold, time, channel); ``.mean("fold")`` gives the
     (time, channel) map. Attributes describe the fit.
     """
-    meg, (X,) = align(meg, features)
-    Y = response_targets(meg, settings.dtype)
-    groups = session_groups(meg)
-    splits = outer_splits(meg, n_splits, seed)
+    design = fold_design(meg, [features], n_splits, settings, seed)
+    meg, Y, splits = design.meg, design.Y, design.splits
     n_channels, n_times = meg.sizes["channel"], meg.sizes["time"]
     scores = np.empty((len(splits), n_times, n_channels))
     with ridge_backend(backend):
         for k, (train, test) in enumerate(logs.progress(splits, len(splits), "encoding folds")):
-            predicted = fit_predict(
-                [X[train]],
-                Y[train],
-                [X[test]],
-                None if groups is None else groups[train],
-                settings,
-                seed,
-            )
+            predicted = predict_fold(design, design.matrices, train, test, settings, seed)
             r = pearson_columns(Y[test], predicted).reshape(n_channels, n_times)
             scores[k] = r.T
     return xr.DataArray(
@@ -346,7 +278,7 @@ def encode(
         name="pearson_r",
         attrs={
             "metric": "pearson_r",
-            "folds_by": "session" if groups is not None else "image",
+            "folds_by": "session" if design.groups is not None else "image",
             "n_images": int(meg.sizes["image"]),
             "n_components": -1 if settings.n_components is None else settings.n_components,
             "seed": seed,
@@ -399,25 +331,16 @@ def variance_partition(
     -------
     Tidy DataFrame with columns time, component, value, metric ("r2_cv") and ``descriptors``.
     """
-    meg, (X_fg, X_bg) = align(meg, foreground, background)
-    Y = response_targets(meg, settings.dtype)
-    groups = session_groups(meg)
-    splits = outer_splits(meg, n_splits, seed)
+    design = fold_design(meg, [foreground, background], n_splits, settings, seed)
+    meg, Y, splits = design.meg, design.Y, design.splits
+    X_fg, X_bg = design.matrices
     n_channels, n_times = meg.sizes["channel"], meg.sizes["time"]
     bands = {"joint": (X_fg, X_bg), "fg": (X_fg,), "bg": (X_bg,)}
     r2 = {name: np.zeros(n_channels * n_times) for name in bands}
     with ridge_backend(backend):
         for train, test in logs.progress(splits, len(splits), "variance partition folds"):
-            groups_train = None if groups is None else groups[train]
             for name, band_set in bands.items():
-                predicted = fit_predict(
-                    [X[train] for X in band_set],
-                    Y[train],
-                    [X[test] for X in band_set],
-                    groups_train,
-                    settings,
-                    seed,
-                )
+                predicted = predict_fold(design, band_set, train, test, settings, seed)
                 r2[name] += r2_columns(Y[test], predicted) / len(splits)
     per_time = {
         name: values.reshape(n_channels, n_times).mean(axis=0) for name, values in r2.items()

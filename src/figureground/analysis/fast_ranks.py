@@ -15,14 +15,24 @@ the low bits, tie groups from the high bits.
   result stays exact.
 - Rows with NaN, and other dtypes, take ``np.argsort`` (NaN ranked last, one rank each,
   as before).
+
+With numba, the keys are made and the sorted keys turned into ranks by one compiled pass
+each (:mod:`figureground.analysis.key_rank_kernels`); the sort stays numpy's. Without numba
+(a warning, once) the numpy passes below do the same.
 """
 
 from __future__ import annotations
 
+import functools
+import types
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from figureground import logs
+
+log = logs.get_logger(__name__)
 
 _KEY_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -34,12 +44,19 @@ class RankWorkspace:
         self.n_values = n_values
         self.bits = max(1, (n_values - 1).bit_length())
         self._low = np.int64((1 << self.bits) - 1)
-        self._positions = np.arange(n_values, dtype=np.int64)
         self._keys = np.empty(n_values, dtype=np.int64)
-        self._scratch = np.empty(n_values, dtype=np.int64)
-        self._new = np.empty(n_values, dtype=bool)
-        self._first_ranks = np.arange(1, n_values + 1, dtype=np.float64)
         self.values = np.empty(n_values, dtype=np.float64)  # a row buffer for callers
+
+    @functools.cached_property
+    def _numpy_buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Positions, scratch keys, group starts and 1 .. n of the numpy passes."""
+        n = self.n_values
+        return (
+            np.arange(n, dtype=np.int64),
+            np.empty(n, dtype=np.int64),
+            np.empty(n, dtype=bool),
+            np.arange(1, n + 1, dtype=np.float64),
+        )
 
     def rank(self, row: np.ndarray, out: np.ndarray) -> None:
         """Average ranks (1 .. n, float64) of the 1-D ``row`` into ``out``."""
@@ -50,25 +67,43 @@ class RankWorkspace:
         if row.dtype not in _KEY_DTYPES or (self.bits > 32 and row.dtype == np.float32):
             rank_by_argsort(row, out)
             return
-        if np.isnan(row.min()):  # min propagates NaN: one pass, no temporary
+        kernels = compiled_kernels()
+        if kernels is not None:
+            self._rank_compiled(kernels, np.ascontiguousarray(row), out)
+        elif np.isnan(row.min()):  # min propagates NaN: one pass, no temporary
+            rank_by_argsort(row, out)
+        else:
+            self._rank_numpy(row, out)
+
+    def _rank_compiled(self, kernels: types.ModuleType, row: np.ndarray, out: np.ndarray) -> None:
+        """:meth:`rank` by the compiled key and rank passes (``row`` contiguous)."""
+        bits = row.view(np.int32 if row.dtype == np.float32 else np.int64)
+        if not kernels.fill_keys(bits, self.bits, self._keys):  # NaN in the row
             rank_by_argsort(row, out)
             return
+        self._keys.sort()
+        kernels.ranks_from_keys(self._keys, self.bits, row, row.dtype == np.float32, out)
+
+    def _rank_numpy(self, row: np.ndarray, out: np.ndarray) -> None:
+        """:meth:`rank` by numpy passes over the keys (``row`` without NaN)."""
+        _, scratch, new, first_ranks = self._numpy_buffers
         exact = self._sorted_keys(row)
-        keys, new = self._keys, self._new
-        high = np.right_shift(keys, self.bits, out=self._scratch)
+        keys = self._keys
+        high = np.right_shift(keys, self.bits, out=scratch)
         new[0] = True
         np.not_equal(high[1:], high[:-1], out=new[1:])
         order = np.bitwise_and(keys, self._low, out=keys)  # keys -> positions, sorted order
         tied = np.count_nonzero(new) < row.size
         if tied and not exact:
             _split_truncated_runs(row, order, new)
-        out[order] = self._first_ranks
+        out[order] = first_ranks
         if tied:
             _average_ties(order, new, out)
 
     def _sorted_keys(self, row: np.ndarray) -> bool:
         """Fill and sort the keys of ``row``; True when they hold the values' bits in full."""
-        keys, scratch = self._keys, self._scratch
+        positions, scratch = self._numpy_buffers[:2]
+        keys = self._keys
         if row.dtype == np.float32:
             halves = scratch.view(np.int32)  # 2 n int32: the values' bits, then their signs
             bits, flip = halves[: row.size], halves[row.size :]
@@ -86,9 +121,20 @@ class RankWorkspace:
             np.bitwise_xor(keys, scratch, out=keys)  # same order as the floats, as int64
             np.bitwise_and(keys, ~self._low, out=keys)
             exact = False
-        np.bitwise_or(keys, self._positions, out=keys)
+        np.bitwise_or(keys, positions, out=keys)
         keys.sort()
         return exact
+
+
+@functools.cache
+def compiled_kernels() -> types.ModuleType | None:
+    """The compiled passes (:mod:`figureground.analysis.key_rank_kernels`), None without numba."""
+    try:
+        from figureground.analysis import key_rank_kernels
+    except ImportError as error:
+        log.warning("numba is not importable (%s): ranks use their numpy passes", error)
+        return None
+    return key_rank_kernels
 
 
 def _tie_runs(new: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

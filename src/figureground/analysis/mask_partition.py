@@ -59,16 +59,26 @@ import xarray as xr
 from figureground import logs
 from figureground.analysis import encoding
 from figureground.analysis.encoding import RidgeSettings
-from figureground.analysis.verdict import GROUP
-from figureground.errors import DataError, UsageError
+from figureground.analysis.mask_partition_group import (
+    MIN_GROUP_PARTICIPANTS,
+    NO_GROUP_INTERVAL,
+    group_partition,
+)
+from figureground.errors import UsageError
+
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "METRIC",
+    "MIN_GROUP_PARTICIPANTS",
+    "NO_GROUP_INTERVAL",
+    "group_partition",
+    "mask_partition",
+]
 
 log = logs.get_logger(__name__)
 
 METRIC = "r2_cv"
 DEFAULT_SETTINGS = RidgeSettings()
-MIN_GROUP_PARTICIPANTS = 3
-NO_GROUP_INTERVAL = f"fewer than {MIN_GROUP_PARTICIPANTS} participants: no interval"
-PER_ROW = ("participant", "value", "ci_low", "ci_high", "n_images", "n_participants", "note")
 
 
 # ----------------------------------------------------------------------------- folds
@@ -209,41 +219,58 @@ def mask_partition(
     splits = encoding.outer_splits(meg, n_splits, seed)
     models = _models(names, focus, report_unique)
     counts = _bootstrap_counts(n_images, n_boot, seed)
+    fit_options = {
+        "settings": settings,
+        "seed": seed,
+        "n_times": n_times,
+        "n_target_components": n_target_components,
+        "standardise": standardise,
+    }
+    with encoding.ridge_backend(backend):
+        r2 = _resampled_r2(X, Y, groups, splits, models, counts, n_channels, fit_options)
+    components = _components(r2, focus, report_unique)
+    return _table(components, meg["time"].values, n_images, ci, descriptors)
+
+
+def _resampled_r2(
+    X: Mapping[str, np.ndarray],
+    Y: np.ndarray,
+    groups: np.ndarray | None,
+    splits: list,
+    models: dict,
+    counts: np.ndarray,
+    n_channels: int,
+    fit_options: dict,
+) -> dict[str, np.ndarray]:
+    """Cross-validated R² (n_boot + 1, time) of every model, mean over sensors, per resample.
+
+    Held-out squared errors and sums of squares are weighted by each row of ``counts``
+    (row 0: the images themselves), so every bootstrap resample of the images gets its R²
+    without refitting.
+    """
+    n_boot, n_images = counts.shape[0] - 1, len(Y)
     residual = {m: np.zeros((n_boot + 1, Y.shape[1])) for m in models}
     sum_y = np.zeros((n_boot + 1, Y.shape[1]))
     sum_yy = np.zeros_like(sum_y)
     offset = Y.mean(axis=0)
-    with encoding.ridge_backend(backend):
-        for train, test in logs.progress(splits, len(splits), "mask partition folds"):
-            weight = counts[:, test]
-            for model, values in _fold_predictions(
-                X,
-                Y,
-                train,
-                test,
-                None if groups is None else groups[train],
-                models,
-                settings=settings,
-                seed=seed,
-                n_times=n_times,
-                n_target_components=n_target_components,
-                standardise=standardise,
-            ):
-                residual[model] += weight @ (Y[test] - values) ** 2
-            # about the all-image mean: the same R², no cancellation in sum_yy - sum_y**2 / n
-            shifted = Y[test] - offset
-            sum_y += weight @ shifted
-            sum_yy += weight @ shifted**2
+    for train, test in logs.progress(splits, len(splits), "mask partition folds"):
+        weight = counts[:, test]
+        for model, values in _fold_predictions(
+            X, Y, train, test, None if groups is None else groups[train], models, **fit_options
+        ):
+            residual[model] += weight @ (Y[test] - values) ** 2
+        # about the all-image mean: the same R², no cancellation in sum_yy - sum_y**2 / n
+        shifted = Y[test] - offset
+        sum_y += weight @ shifted
+        sum_yy += weight @ shifted**2
     total = sum_yy - sum_y**2 / n_images
     with np.errstate(invalid="ignore", divide="ignore"):
-        r2 = {
+        return {
             m: np.where(total > 0, 1.0 - res / total, np.nan)
-            .reshape(n_boot + 1, n_channels, n_times)
+            .reshape(n_boot + 1, n_channels, fit_options["n_times"])
             .mean(axis=1)
             for m, res in residual.items()
         }
-    components = _components(r2, focus, report_unique)
-    return _table(components, meg["time"].values, n_images, ci, descriptors)
 
 
 def _fold_predictions(
@@ -337,59 +364,3 @@ def _table(
     for key, value in descriptors.items():
         table[key] = value
     return table
-
-
-# ----------------------------------------------------------------------------- group
-
-
-def group_partition(
-    table_per_participant: pd.DataFrame, n_boot: int = 1000, seed: int = 0, ci: float = 0.95
-) -> pd.DataFrame:
-    """Group rows (participant ``"group"``): the mean over participants of every value.
-
-    The interval is a percentile bootstrap over participants (resampled with replacement,
-    the same resamples for every time and component). With fewer than
-    :data:`MIN_GROUP_PARTICIPANTS` participants the interval is not computed: ci_low and
-    ci_high are NaN and ``note`` says why. Rows already labelled ``"group"`` are ignored.
-
-    Parameters
-    ----------
-    table_per_participant : concatenated :func:`mask_partition` tables with a
-        ``participant`` column; every participant must have the same rows (time, component
-        and any other descriptor).
-
-    Returns
-    -------
-    One row per (time, component, descriptors): value (mean), ci_low, ci_high, metric,
-    n_images (summed over participants), n_participants, participant "group", note.
-    """
-    if "participant" not in table_per_participant.columns:
-        raise DataError("the table has no 'participant' column")
-    if n_boot < 1 or not 0 < ci < 1:
-        raise UsageError(f"n_boot={n_boot}, ci={ci}; expected n_boot >= 1 and 0 < ci < 1")
-    rows = table_per_participant[table_per_participant["participant"].astype(str) != GROUP]
-    keys = [c for c in rows.columns if c not in PER_ROW]
-    indexed = rows.set_index([*keys, "participant"])
-    if indexed.index.duplicated().any():
-        raise DataError("repeated rows for one participant (same time, component, descriptors)")
-    values = indexed["value"].unstack("participant")
-    if values.isna().any().any():
-        raise DataError("participants differ in their rows (time, component or descriptors)")
-    n_participants = values.shape[1]
-    group = values.mean(axis=1).rename("value").reset_index()
-    if n_participants >= MIN_GROUP_PARTICIPANTS:
-        rng = np.random.default_rng(seed)
-        picks = rng.integers(0, n_participants, (n_boot, n_participants))
-        boot = values.to_numpy()[:, picks].mean(axis=2)  # (rows, n_boot)
-        tail = 100 * (1 - ci) / 2
-        group["ci_low"], group["ci_high"] = np.percentile(boot, [tail, 100 - tail], axis=1)
-        group["note"] = ""
-    else:
-        group["ci_low"] = group["ci_high"] = np.nan
-        group["note"] = NO_GROUP_INTERVAL
-    if "n_images" in indexed.columns:
-        images = indexed["n_images"].unstack("participant").sum(axis=1)
-        group["n_images"] = images.to_numpy()
-    group["n_participants"] = n_participants
-    group["participant"] = GROUP
-    return group

@@ -64,6 +64,29 @@ def _prefetch_row(array: np.ndarray, row: int, length: int) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
+def _group_sums(p, stop, first, second, order, counts, model_ranks, group_sums):
+    """Sums over the tie group at sorted positions ``p .. stop`` into ``group_sums``
+    (weight, cubed weights, w * model rank), zeroed first (see :func:`ranked_cross`)."""
+    group_weight, group_cubes, group_sum = group_sums
+    n_models, n_samples = model_ranks.shape[1], model_ranks.shape[2]
+    row_size = n_models * n_samples
+    group_weight[:, :] = 0.0
+    group_cubes[:, :] = 0.0
+    group_sum[:, :] = 0.0
+    for q in range(p, stop):
+        if q > p and q + AHEAD < first.size:
+            _prefetch_row(model_ranks, order[q + AHEAD], row_size)
+        i, j, row = first[q], second[q], order[q]
+        for b in range(n_samples):
+            w = counts[i, b] * counts[j, b]
+            group_weight[0, b] += w
+            group_cubes[0, b] += w * w * w
+        for k in range(n_models):
+            for b in range(n_samples):
+                group_sum[k, b] += counts[i, b] * counts[j, b] * model_ranks[row, k, b]
+
+
+@numba.njit(cache=True, nogil=True)
 def ranked_cross(
     first: np.ndarray,
     second: np.ndarray,
@@ -100,9 +123,12 @@ def ranked_cross(
     tie_cubes = np.zeros(n_samples)
     before = np.zeros(n_samples)  # weight before the current position
     scaled = np.empty(n_samples)  # w * rank of a single pair
-    group_weight = np.zeros(n_samples)
-    group_cubes = np.zeros(n_samples)
-    group_sum = np.zeros((n_models, n_samples))  # sum of w * model rank over a tie group
+    # over a tie group: its weight, its sum of cubed weights, and sum of w * model rank
+    group_sums = (
+        np.zeros((1, n_samples)),
+        np.zeros((1, n_samples)),
+        np.zeros((n_models, n_samples)),
+    )
     n_groups = group_start.size
     g = 0
     p = 0
@@ -114,26 +140,14 @@ def ranked_cross(
         if g < n_groups and group_start[g] == p:
             stop = group_stop[g]
             g += 1
-            group_weight[:] = 0.0
-            group_cubes[:] = 0.0
-            group_sum[:, :] = 0.0
-            for q in range(p, stop):
-                if q > p and q + AHEAD < n_sorted:
-                    _prefetch_row(model_ranks, order[q + AHEAD], row_size)
-                i, j, row = first[q], second[q], order[q]
-                for b in range(n_samples):
-                    w = counts[i, b] * counts[j, b]
-                    group_weight[b] += w
-                    group_cubes[b] += w * w * w
-                for k in range(n_models):
-                    for b in range(n_samples):
-                        group_sum[k, b] += counts[i, b] * counts[j, b] * model_ranks[row, k, b]
+            _group_sums(p, stop, first, second, order, counts, model_ranks, group_sums)
+            group_weight, group_cubes, group_sum = group_sums
             for b in range(n_samples):
-                rank = 2.0 * before[b] + group_weight[b] - totals[b]
+                rank = 2.0 * before[b] + group_weight[0, b] - totals[b]
                 for k in range(n_models):
                     cross[k, b] += rank * group_sum[k, b]
-                weight = group_weight[b]
-                tie_cubes[b] += weight * weight * weight - group_cubes[b]
+                weight = group_weight[0, b]
+                tie_cubes[b] += weight * weight * weight - group_cubes[0, b]
                 before[b] += weight
             p = stop
         else:

@@ -38,6 +38,14 @@ def rank_rows(values: np.ndarray, n_jobs: int = 1) -> np.ndarray:
     return fast_ranks.rank_rows(values, n_jobs)
 
 
+def _nan_pairs(rdms: np.ndarray) -> np.ndarray:
+    """Pairs (columns) that are NaN in any row: ``min`` propagates NaN, so one pass over the
+    rows without a (rows, pairs) boolean temporary."""
+    if rdms.shape[0] == 0:
+        return np.zeros(rdms.shape[1], dtype=bool)
+    return np.isnan(rdms.min(axis=0))
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity of rows of ``a`` with rows of ``b``; 0 for zero-length rows."""
     norm_a = np.sqrt(np.einsum("ij,ij->i", a, a))
@@ -138,12 +146,20 @@ class _PearsonRows:
     The models are centred once; each data row is copied (or ranked) into its thread's
     buffer, centred in place and compared by one matrix-vector product, so no (rows, pairs)
     float64 temporaries are made. Same definition as :func:`_pearson` (0 for constant rows).
+    With numba the products run compiled on the row's thread
+    (:func:`figureground.analysis.key_rank_kernels.row_products`), not by BLAS.
     """
 
     def __init__(self, models: np.ndarray, ranked: bool) -> None:
         self._ranked = ranked
         self._models = _centred(models)
         self._model_norms = np.sqrt(np.einsum("ij,ij->i", self._models, self._models))
+        kernels = fast_ranks.compiled_kernels()
+        self._products = (
+            kernels.row_products
+            if kernels is not None
+            else lambda values, models: (values @ values, models @ values)
+        )
 
     def __call__(self, row: np.ndarray, workspace: fast_ranks.RankWorkspace) -> np.ndarray:
         values = workspace.values
@@ -152,8 +168,8 @@ class _PearsonRows:
         else:
             values[...] = row
         values -= values.mean()
-        norm = np.sqrt(values @ values)
-        dots = self._models @ values
+        squares, dots = self._products(values, self._models)
+        norm = np.sqrt(squares)
         with np.errstate(invalid="ignore", divide="ignore"):
             sim = dots / norm / self._model_norms
         return np.where((norm > 0) & (self._model_norms > 0), sim, 0.0)
@@ -218,7 +234,7 @@ def compare_rdms(
             f"RDMs must be condensed with equal numbers of pairs; got "
             f"{np.shape(a)} and {np.shape(b)}"
         )
-    keep = ~(np.isnan(data).any(axis=0) | np.isnan(models).any(axis=0))
+    keep = ~(_nan_pairs(data) | _nan_pairs(models))
     if not keep.all():
         if not keep.any():
             raise DataError("every pair is NaN in some RDM; nothing left to compare")

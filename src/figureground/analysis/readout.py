@@ -227,6 +227,20 @@ def _normalise(s: np.ndarray, mean_mask: np.ndarray, gated: bool) -> np.ndarray:
     return -s if mean_weight < 0 else s
 
 
+def _checked_responses(
+    Y: np.ndarray, n_images: int, n_iter: int, alpha_channel: float, alpha_space: float
+) -> np.ndarray:
+    """``Y`` as float64 (image, k), after checking it and the fit's options."""
+    Y = np.asarray(Y, dtype=np.float64)
+    if Y.ndim != 2 or len(Y) != n_images:
+        raise DataError(f"responses of shape {Y.shape}; expected ({n_images} images, components)")
+    if n_iter < 1:
+        raise UsageError(f"n_iter={n_iter}; expected at least one alternation")
+    if alpha_channel < 0 or alpha_space < 0:
+        raise UsageError(f"penalties {alpha_channel}, {alpha_space}; expected >= 0")
+    return Y
+
+
 def fit_readout(
     X: np.ndarray,
     masks: np.ndarray,
@@ -257,13 +271,7 @@ def fit_readout(
     chunk, device : the s-step's normal equations, see :func:`spatial_normal_equations`.
     """
     Xf, m = _flat_inputs(X, masks)
-    Y = np.asarray(Y, dtype=np.float64)
-    if Y.ndim != 2 or len(Y) != len(Xf):
-        raise DataError(f"responses of shape {Y.shape}; expected ({len(Xf)} images, components)")
-    if n_iter < 1:
-        raise UsageError(f"n_iter={n_iter}; expected at least one alternation")
-    if alpha_channel < 0 or alpha_space < 0:
-        raise UsageError(f"penalties {alpha_channel}, {alpha_space}; expected >= 0")
+    Y = _checked_responses(Y, len(Xf), n_iter, alpha_channel, alpha_space)
     n_cells = m.shape[1]
     mean_mask = m.mean(axis=0, dtype=np.float64)
 

@@ -38,7 +38,6 @@ area), ``+- span`` radii, and averages over images (cells outside the image do n
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -49,6 +48,12 @@ from figureground import logs
 from figureground.analysis import readout as ro
 from figureground.analysis import readout_inputs as ri
 from figureground.analysis.encoding import outer_splits, pearson_columns
+from figureground.analysis.readout_maps import (
+    maps_dataset,
+    object_centred_mean,
+    valid_images,
+    write_readout_maps,
+)
 from figureground.errors import DataError, UsageError
 
 log = logs.get_logger(__name__)
@@ -95,13 +100,20 @@ class ReadoutSettings:
     seed: int = 0
 
 
+__all__ = [
+    "TABLE_COLUMNS",
+    "ReadoutSettings",
+    "bootstrap_interval",
+    "inmask_ratio",
+    "null_p_values",
+    "object_centred_mean",
+    "readout_table",
+    "shuffled_null",
+    "valid_images",
+    "write_readout_maps",
+]
+
 # ----------------------------------------------------------------------------- ratio
-
-
-def valid_images(masks: np.ndarray, min_share: float, max_share: float) -> np.ndarray:
-    """Images whose mask covers between ``min_share`` and ``max_share`` of the grid."""
-    share = masks.reshape(len(masks), -1).mean(axis=1)
-    return (share >= min_share) & (share <= max_share)
 
 
 def inmask_ratio(
@@ -193,66 +205,24 @@ def null_p_values(observed: float, null: np.ndarray) -> tuple[float, float]:
     )
 
 
-# ----------------------------------------------------------------------------- maps
-
-
-def object_centred_mean(
-    values: np.ndarray,
-    masks: np.ndarray,
-    span: float = 3.0,
-    size: int = 25,
-    min_share: float = 0.02,
-    max_share: float = 0.98,
-    chunk: int = 1024,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Average of (image, rows, cols) ``values`` on an object-centred grid.
-
-    Each image is sampled (bilinear, ``scipy.ndimage.map_coordinates``) at its mask's
-    centroid ``+ offset * radius`` with ``radius = sqrt(area / pi)`` in cells and ``offset``
-    in ``linspace(-span, span, size)`` along rows and columns. Points outside an image are
-    left out of its average. Returns the (size, size) mean (NaN where no image reaches) and
-    the offsets (in object radii).
-    """
-    from scipy.ndimage import map_coordinates
-
-    if values.shape != masks.shape or values.ndim != 3:
-        raise DataError(f"values {values.shape} and masks {masks.shape}; expected equal 3-D")
-    offsets = np.linspace(-span, span, size)
-    keep = np.flatnonzero(valid_images(masks, min_share, max_share))
-    total = np.zeros((size, size))
-    count = np.zeros((size, size))
-    row_index = np.arange(masks.shape[1], dtype=np.float64)[:, None]
-    col_index = np.arange(masks.shape[2], dtype=np.float64)[None, :]
-    for start in range(0, len(keep), chunk):
-        chosen = keep[start : start + chunk]
-        m = masks[chosen].astype(np.float64)
-        area = m.sum(axis=(1, 2))
-        centre_row = (m * row_index).sum(axis=(1, 2)) / area
-        centre_col = (m * col_index).sum(axis=(1, 2)) / area
-        radius = np.sqrt(area / np.pi)
-        shape = (len(chosen), size, size)
-        coords = np.stack(
-            [
-                np.broadcast_to(np.arange(len(chosen))[:, None, None], shape),
-                np.broadcast_to(
-                    (centre_row[:, None] + radius[:, None] * offsets)[:, :, None], shape
-                ),
-                np.broadcast_to(
-                    (centre_col[:, None] + radius[:, None] * offsets)[:, None, :], shape
-                ),
-            ]
-        )
-        sampled = map_coordinates(
-            values[chosen].astype(np.float64), coords, order=1, mode="constant", cval=np.nan
-        )
-        inside = np.isfinite(sampled)
-        total += np.where(inside, sampled, 0.0).sum(axis=0)
-        count += inside.sum(axis=0)
-    with np.errstate(invalid="ignore"):
-        return np.where(count > 0, total / count, np.nan), offsets
-
-
 # ----------------------------------------------------------------------------- table
+
+
+def _fit(
+    X: np.ndarray, masks: np.ndarray, Y: np.ndarray, settings: ReadoutSettings, device: str | None
+) -> ro.Readout:
+    """:func:`readout.fit_readout` with the penalties, iterations and tolerance of ``settings``."""
+    return ro.fit_readout(
+        X,
+        masks,
+        Y,
+        gated=settings.gated,
+        alpha_channel=settings.alpha_channel,
+        alpha_space=settings.alpha_space,
+        n_iter=settings.n_iter,
+        tol=settings.tol,
+        device=device,
+    )
 
 
 def _fold_scores(
@@ -269,20 +239,90 @@ def _fold_scores(
         X_train, m_train, X_test, m_test = X[train], masks[train], X[test], masks[test]
         for w, window in enumerate(means):
             basis = ri.fit_components(window[train], settings.n_components)
-            fit = ro.fit_readout(
-                X_train,
-                m_train,
-                basis.transform(window[train]),
-                gated=settings.gated,
-                alpha_channel=settings.alpha_channel,
-                alpha_space=settings.alpha_space,
-                n_iter=settings.n_iter,
-                tol=settings.tol,
-                device=device,
-            )
+            fit = _fit(X_train, m_train, basis.transform(window[train]), settings, device)
             predicted = ro.predict(fit, X_test, m_test)
             scores[w, f] = np.nanmean(pearson_columns(basis.transform(window[test]), predicted))
     return scores
+
+
+def _check_inputs(
+    X: np.ndarray,
+    masks: np.ndarray,
+    responses: np.ndarray,
+    sessions: np.ndarray,
+    settings: ReadoutSettings,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` and ``masks`` as float32, checked against each other, the responses and sessions."""
+    X = np.asarray(X, dtype=np.float32)
+    masks = np.asarray(masks, dtype=np.float32)
+    if X.ndim != 4 or masks.shape != (X.shape[0], *X.shape[2:]):
+        raise DataError(f"maps {X.shape} and masks {masks.shape} do not match")
+    if len(responses) != len(X) or len(sessions) != len(X):
+        raise DataError(
+            f"{len(X)} images of maps, {len(responses)} of responses, {len(sessions)} sessions"
+        )
+    if not np.isfinite(X).all():
+        raise DataError("reduced maps contain NaN or infinite values")
+    if settings.n_null < 1:
+        raise UsageError(f"n_null={settings.n_null}; expected at least one shuffle")
+    return X, masks
+
+
+def _window_row(
+    windows: pd.DataFrame,
+    w: int,
+    scores: np.ndarray,
+    fit: ro.Readout,
+    ratios: np.ndarray,
+    null: np.ndarray,
+    settings: ReadoutSettings,
+) -> dict[str, object]:
+    """The table row of window ``w``: score, observed ratio, its interval and the null."""
+    observed = float(np.nanmean(ratios))
+    low, high = bootstrap_interval(ratios, settings.n_boot, settings.seed, settings.level)
+    tail = (1 - settings.level) / 2 * 100
+    p_figure, p_ground = null_p_values(observed, null)
+    return {
+        "start": windows["start"].iloc[w],
+        "stop": windows["stop"].iloc[w],
+        "time": windows["time"].iloc[w],
+        "r_cv": float(np.nanmean(scores)),
+        "ratio": observed,
+        "ci_low": low,
+        "ci_high": high,
+        "null_mean": float(null.mean()),
+        "null_low": float(np.percentile(null, tail)),
+        "null_high": float(np.percentile(null, 100 - tail)),
+        "p_figure": p_figure,
+        "p_ground": p_ground,
+        "n_images": int(np.isfinite(ratios).sum()),
+        "n_iter": fit.n_iter,
+        "converged": fit.converged,
+    }
+
+
+def _add_window_maps(
+    maps: dict[str, list[np.ndarray]],
+    fit: ro.Readout,
+    masks: np.ndarray,
+    valid: np.ndarray,
+    settings: ReadoutSettings,
+) -> None:
+    """Append one window's spatial weights and mean |w_i| maps (image and object-centred)."""
+    weights = np.abs(ro.cell_weights(fit.s_in, fit.s_out, masks))
+    maps["s_in"].append(fit.s_in)
+    maps["s_out"].append(fit.s_out)
+    maps["image_map"].append(weights[valid].mean(axis=0))
+    maps["object_map"].append(
+        object_centred_mean(
+            weights,
+            masks,
+            settings.span,
+            settings.centred_size,
+            settings.min_share,
+            settings.max_share,
+        )[0]
+    )
 
 
 def readout_table(
@@ -312,18 +352,7 @@ def readout_table(
         (time, object_y, object_x): ``object_map``; plus ``object_mask`` and ``mask_mean``
         (the masks averaged in object-centred and image coordinates).
     """
-    X = np.asarray(X, dtype=np.float32)
-    masks = np.asarray(masks, dtype=np.float32)
-    if X.ndim != 4 or masks.shape != (X.shape[0], *X.shape[2:]):
-        raise DataError(f"maps {X.shape} and masks {masks.shape} do not match")
-    if len(responses) != len(X) or len(sessions) != len(X):
-        raise DataError(
-            f"{len(X)} images of maps, {len(responses)} of responses, {len(sessions)} sessions"
-        )
-    if not np.isfinite(X).all():
-        raise DataError("reduced maps contain NaN or infinite values")
-    if settings.n_null < 1:
-        raise UsageError(f"n_null={settings.n_null}; expected at least one shuffle")
+    X, masks = _check_inputs(X, masks, responses, sessions, settings)
     windows, means = ri.window_means(responses, times, settings.window_length)
     index = xr.DataArray(np.arange(len(X)), dims="image", coords={"session": ("image", sessions)})
     splits = outer_splits(index, settings.n_splits, settings.seed)
@@ -339,101 +368,10 @@ def readout_table(
     rows, maps = [], {"s_in": [], "s_out": [], "image_map": [], "object_map": []}
     for w, window in enumerate(logs.progress(means, len(means), "readout windows")):
         Y = ri.fit_components(window, settings.n_components).transform(window)
-        fit = ro.fit_readout(
-            X,
-            masks,
-            Y,
-            gated=settings.gated,
-            alpha_channel=settings.alpha_channel,
-            alpha_space=settings.alpha_space,
-            n_iter=settings.n_iter,
-            tol=settings.tol,
-            device=device,
-        )
+        fit = _fit(X, masks, Y, settings, device)
         ratios = inmask_ratio(fit.s_in, fit.s_out, masks, settings.min_share, settings.max_share)
-        observed = float(np.nanmean(ratios))
-        low, high = bootstrap_interval(ratios, settings.n_boot, settings.seed, settings.level)
         null = shuffled_null(fit, X, masks, Y, settings, device)
-        tail = (1 - settings.level) / 2 * 100
-        p_figure, p_ground = null_p_values(observed, null)
-        rows.append(
-            {
-                "start": windows["start"].iloc[w],
-                "stop": windows["stop"].iloc[w],
-                "time": windows["time"].iloc[w],
-                "r_cv": float(np.nanmean(scores[w])),
-                "ratio": observed,
-                "ci_low": low,
-                "ci_high": high,
-                "null_mean": float(null.mean()),
-                "null_low": float(np.percentile(null, tail)),
-                "null_high": float(np.percentile(null, 100 - tail)),
-                "p_figure": p_figure,
-                "p_ground": p_ground,
-                "n_images": int(np.isfinite(ratios).sum()),
-                "n_iter": fit.n_iter,
-                "converged": fit.converged,
-            }
-        )
-        weights = np.abs(ro.cell_weights(fit.s_in, fit.s_out, masks))
-        maps["s_in"].append(fit.s_in)
-        maps["s_out"].append(fit.s_out)
-        maps["image_map"].append(weights[valid].mean(axis=0))
-        maps["object_map"].append(
-            object_centred_mean(
-                weights,
-                masks,
-                settings.span,
-                settings.centred_size,
-                settings.min_share,
-                settings.max_share,
-            )[0]
-        )
+        rows.append(_window_row(windows, w, scores[w], fit, ratios, null, settings))
+        _add_window_maps(maps, fit, masks, valid, settings)
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    return table, _maps_dataset(maps, masks, windows, settings)
-
-
-def _maps_dataset(
-    maps: dict[str, list[np.ndarray]],
-    masks: np.ndarray,
-    windows: pd.DataFrame,
-    settings: ReadoutSettings,
-) -> xr.Dataset:
-    object_mask, offsets = object_centred_mean(
-        masks,
-        masks,
-        settings.span,
-        settings.centred_size,
-        settings.min_share,
-        settings.max_share,
-    )
-    valid = valid_images(masks, settings.min_share, settings.max_share)
-    image_dims, object_dims = ("time", "row", "col"), ("time", "object_y", "object_x")
-    data = {
-        name: (object_dims if name == "object_map" else image_dims, np.stack(values))
-        for name, values in maps.items()
-    }
-    data["object_mask"] = (("object_y", "object_x"), object_mask)
-    data["mask_mean"] = (("row", "col"), masks[valid].mean(axis=0))
-    attrs = {k: (int(v) if isinstance(v, bool) else v) for k, v in asdict(settings).items()}
-    return xr.Dataset(
-        data,
-        coords={
-            "time": windows["time"].to_numpy(),
-            "start": ("time", windows["start"].to_numpy()),
-            "stop": ("time", windows["stop"].to_numpy()),
-            "row": np.arange(masks.shape[1]),
-            "col": np.arange(masks.shape[2]),
-            "object_y": offsets,
-            "object_x": offsets,
-        },
-        attrs={**attrs, "offsets_unit": "object radii (sqrt(area / pi))"},
-    )
-
-
-def write_readout_maps(dataset: xr.Dataset, path: str | os.PathLike) -> None:
-    """Write the maps of :func:`readout_table` to a zarr store at ``path`` (replaced)."""
-    from figureground.features.store import quiet_zarr
-
-    with quiet_zarr():
-        dataset.to_zarr(path, mode="w", zarr_format=3, consolidated=False)
+    return table, maps_dataset(maps, masks, windows, asdict(settings))

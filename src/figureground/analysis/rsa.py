@@ -14,7 +14,7 @@ other does not.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -204,14 +204,7 @@ def rsa_timecourse(
     level, model_metric, n_conditions, model, layer`` (``given`` is "" except for partial
     rows, where it names the condition partialled out).
     """
-    if level not in LEVELS:
-        raise UsageError(f"level must be one of {LEVELS}; got {level!r}")
-    if method not in METHODS:
-        raise UsageError(f"method must be one of {list(METHODS)}; got {method!r}")
-    if not model_features:
-        raise UsageError("rsa_timecourse needs at least one condition's model features")
-    if meg.ndim != 3 or meg.dims[0] != "image" or set(meg.dims) != {"image", "channel", "time"}:
-        raise UsageError(f"MEG must have dims (image, channel, time); got {meg.dims}")
+    _check_arguments(meg, model_features, level, method)
     ids = _common_ids(meg, model_features)
     meg_values, model_values, n_cond = _patterns(meg, model_features, ids, level)
     conditions = list(model_values)
@@ -222,15 +215,7 @@ def rsa_timecourse(
     partial_rows = [
         (a, b) for a, b in PARTIAL_PAIRS if partial and a in model_values and b in model_values
     ]
-    partial_method = _partial_method(method)
-    # Spearman with partial curves: ranks shared by the plain and the partial comparisons
-    # (Pearson of the ranks), when every RDM is finite (NaN pairs take the per-call path).
-    shared_ranks = None
-    if method == "spearman" and partial_rows and np.isfinite(model_rdms).all():
-        shared_ranks = rank_rows(np.asarray(model_rdms, dtype=np.float64))
     times = np.asarray(meg["time"].values, dtype=np.float64)
-    values = np.empty((times.size, len(conditions)))
-    partial_values = np.empty((times.size, len(partial_rows)))
     batches = iter_rdm_batches(
         meg_values, metric, batch_size=batch_size, backend=backend, device=device
     )
@@ -238,24 +223,27 @@ def rsa_timecourse(
         raise UsageError(
             f"rdms_out has shape {rdms_out.shape}; expected {(times.size, model_rdms.shape[1])}"
         )
-    for time_slice, rdms in logs.progress(batches, total=-(-times.size // batch_size), desc="RSA"):
-        if rdms_out is not None:
-            rdms_out[time_slice] = rdms
-        plain, partial_kind, ranked_models = method, partial_method, model_rdms
-        if shared_ranks is not None and np.isfinite(rdms).all():
-            # one rank transform per time point for every model and partial comparison
-            rdms = rank_rows(rdms, n_jobs=n_jobs)
-            plain, partial_kind, ranked_models = "pearson", "partial_pearson", shared_ranks
-        values[time_slice] = compare_rdms(rdms, ranked_models, plain, n_jobs=n_jobs)
-        for col, (target, given) in enumerate(partial_rows):
-            pair = np.stack(
-                [ranked_models[conditions.index(target)], ranked_models[conditions.index(given)]]
-            )
-            partial_values[time_slice, col] = compare_rdms(rdms, pair, partial_kind, n_jobs=n_jobs)[
-                :, 0
-            ]
+    batches = logs.progress(batches, total=-(-times.size // batch_size), desc="RSA")
+    comparison = _Comparison(method, conditions, model_rdms, partial_rows, n_jobs)
+    values, partial_values = comparison.timecourse(batches, times.size, rdms_out)
+    common = _descriptors(meg, model_features, participant, metric, level, model_metric, n_cond)
+    return _result_table(
+        conditions, partial_rows, times, values, partial_values, method, comparison.partial_method
+    ).assign(**common)[_COLUMNS]
+
+
+def _descriptors(
+    meg: xr.DataArray,
+    model_features: Mapping[str, xr.DataArray],
+    participant: str | None,
+    metric: str,
+    level: str,
+    model_metric: str,
+    n_cond: int,
+) -> dict[str, Any]:
+    """The columns every row of :func:`rsa_timecourse`'s table shares."""
     first = next(iter(model_features.values()))
-    common = {
+    return {
         "participant": str(
             participant if participant is not None else meg.attrs.get("participant", "")
         ),
@@ -266,6 +254,100 @@ def rsa_timecourse(
         "model": str(first.attrs.get("model", "")),
         "layer": str(first.attrs.get("layer", first.name or "")),
     }
+
+
+def _check_arguments(
+    meg: xr.DataArray, model_features: Mapping[str, xr.DataArray], level: str, method: str
+) -> None:
+    """Raise :class:`UsageError` for a bad level, method, empty features or MEG dims."""
+    if level not in LEVELS:
+        raise UsageError(f"level must be one of {LEVELS}; got {level!r}")
+    if method not in METHODS:
+        raise UsageError(f"method must be one of {list(METHODS)}; got {method!r}")
+    if not model_features:
+        raise UsageError("rsa_timecourse needs at least one condition's model features")
+    if meg.ndim != 3 or meg.dims[0] != "image" or set(meg.dims) != {"image", "channel", "time"}:
+        raise UsageError(f"MEG must have dims (image, channel, time); got {meg.dims}")
+
+
+class _Comparison:
+    """Each batch of MEG RDMs against the model RDMs: plain values, then the partial pairs."""
+
+    def __init__(
+        self,
+        method: str,
+        conditions: list[str],
+        model_rdms: np.ndarray,
+        partial_rows: list[tuple[str, str]],
+        n_jobs: int,
+    ) -> None:
+        self.method, self.conditions, self.model_rdms = method, conditions, model_rdms
+        self.partial_rows, self.n_jobs = partial_rows, n_jobs
+        self.partial_method = _partial_method(method)
+        # Spearman with partial curves: ranks shared by the plain and the partial comparisons
+        # (Pearson of the ranks), when every RDM is finite (NaN pairs take the per-call path).
+        self.shared_ranks = None
+        if method == "spearman" and partial_rows and np.isfinite(model_rdms).all():
+            self.shared_ranks = rank_rows(np.asarray(model_rdms, dtype=np.float64))
+
+    def timecourse(
+        self, batches: Iterable[tuple[slice, np.ndarray]], n_times: int, rdms_out: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(times, conditions) values and (times, partial rows) partial values of every
+        batch; each batch's RDMs also go to ``rdms_out`` when given."""
+        values = np.empty((n_times, len(self.conditions)))
+        partial_values = np.empty((n_times, len(self.partial_rows)))
+        for time_slice, rdms in batches:
+            if rdms_out is not None:
+                rdms_out[time_slice] = rdms
+            self._batch(rdms, values[time_slice], partial_values[time_slice])
+        return values, partial_values
+
+    def _batch(self, rdms: np.ndarray, values: np.ndarray, partial_values: np.ndarray) -> None:
+        """Compare one batch of RDMs (times, pairs) into ``values`` and ``partial_values``."""
+        n_jobs = self.n_jobs
+        plain, partial_kind, ranked_models = self.method, self.partial_method, self.model_rdms
+        if self.shared_ranks is not None and np.isfinite(rdms).all():
+            # one rank transform per time point for every model and partial comparison
+            rdms = rank_rows(rdms, n_jobs=n_jobs)
+            plain, partial_kind, ranked_models = "pearson", "partial_pearson", self.shared_ranks
+        values[...] = compare_rdms(rdms, ranked_models, plain, n_jobs=n_jobs)
+        for col, (target, given) in enumerate(self.partial_rows):
+            pair = np.stack(
+                [
+                    ranked_models[self.conditions.index(target)],
+                    ranked_models[self.conditions.index(given)],
+                ]
+            )
+            partial_values[:, col] = compare_rdms(rdms, pair, partial_kind, n_jobs=n_jobs)[:, 0]
+
+
+_COLUMNS = [
+    "participant",
+    "condition",
+    "given",
+    "time",
+    "value",
+    "metric",
+    "method",
+    "level",
+    "model_metric",
+    "n_conditions",
+    "model",
+    "layer",
+]
+
+
+def _result_table(
+    conditions: list[str],
+    partial_rows: list[tuple[str, str]],
+    times: np.ndarray,
+    values: np.ndarray,
+    partial_values: np.ndarray,
+    method: str,
+    partial_method: str,
+) -> pd.DataFrame:
+    """One row per condition (then per partial pair) and time point, without descriptors."""
     tables = [
         pd.DataFrame(
             {"condition": name, "given": "", "time": times, "value": values[:, k], "method": method}
@@ -284,19 +366,4 @@ def rsa_timecourse(
         )
         for k, (target, given) in enumerate(partial_rows)
     ]
-    table = pd.concat(tables, ignore_index=True).assign(**common)
-    columns = [
-        "participant",
-        "condition",
-        "given",
-        "time",
-        "value",
-        "metric",
-        "method",
-        "level",
-        "model_metric",
-        "n_conditions",
-        "model",
-        "layer",
-    ]
-    return table[columns]
+    return pd.concat(tables, ignore_index=True)

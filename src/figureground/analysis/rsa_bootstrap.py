@@ -47,69 +47,31 @@ from typing import Any
 import numpy as np
 
 from figureground import logs
+from figureground.analysis.rsa_bootstrap_ranks import (
+    RankPlan,
+    SortedVector,
+    bootstrap_draws,
+    pair_weights,
+    weighted_ranks,
+)
 from figureground.errors import UsageError
+
+__all__ = [
+    "MEMORY_BYTES",
+    "METHODS",
+    "RankPlan",
+    "SortedVector",
+    "bootstrap_draws",
+    "bootstrap_rsa",
+    "model_ranks",
+    "pair_weights",
+    "weighted_ranks",
+]
 
 log = logs.get_logger(__name__)
 
 METHODS = ("spearman", "pearson")
 MEMORY_BYTES = 2**31  # what one batch of samples holds (model side and per-thread buffers)
-
-
-def bootstrap_draws(n_conditions: int, n_boot: int, seed: int) -> np.ndarray:
-    """Condition indices of each bootstrap sample (n_boot, n), drawn with replacement.
-
-    The same draws as :func:`figureground.analysis.stats.bootstrap` with this seed.
-    """
-    rng = np.random.default_rng(seed)
-    return np.stack([rng.integers(0, n_conditions, n_conditions) for _ in range(n_boot)])
-
-
-def pair_weights(draws: np.ndarray, n_conditions: int) -> np.ndarray:
-    """Weights (samples, pairs) ``c_i c_j`` of the condensed pairs i < j for each draw."""
-    draws = np.atleast_2d(draws)
-    counts = np.zeros((draws.shape[0], n_conditions))
-    np.add.at(counts, (np.arange(draws.shape[0])[:, None], draws), 1.0)
-    rows, cols = np.triu_indices(n_conditions, 1)
-    return counts[:, rows] * counts[:, cols]
-
-
-@dataclass(frozen=True)
-class SortedVector:
-    """One RDM's sort order and tie groups, to rank it under any weights."""
-
-    order: np.ndarray  # argsort of the values
-    group_start: np.ndarray  # first sorted position of each tie group
-    group_of: np.ndarray  # tie group of each sorted position
-    ties: bool
-
-    @classmethod
-    def of(cls, values: np.ndarray) -> SortedVector:
-        """Sort ``values`` once (NaN last)."""
-        order = np.argsort(values, kind="stable")
-        ordered = values[order]
-        new = np.ones(ordered.size, dtype=bool)
-        new[1:] = ordered[1:] != ordered[:-1]
-        start = np.flatnonzero(new)
-        return cls(order, start, np.cumsum(new) - 1, bool(start.size < ordered.size))
-
-
-def weighted_ranks(sorted_vector: SortedVector, weights: np.ndarray) -> np.ndarray:
-    """Average ranks (samples, pairs) of a vector repeated ``weights`` times, ties averaged.
-
-    Entries of weight 0 get a rank too; it never counts.
-    """
-    ordered = weights[:, sorted_vector.order]
-    cumulative = np.cumsum(ordered, axis=1)
-    if not sorted_vector.ties:
-        ranks_sorted = cumulative - (ordered - 1.0) / 2.0
-    else:
-        before = cumulative - ordered  # weight strictly before each position
-        group_before = before[:, sorted_vector.group_start]
-        group_total = np.add.reduceat(ordered, sorted_vector.group_start, axis=1)
-        ranks_sorted = (group_before + (group_total + 1.0) / 2.0)[:, sorted_vector.group_of]
-    ranks = np.empty_like(ranks_sorted)
-    ranks[:, sorted_vector.order] = ranks_sorted
-    return ranks
 
 
 def _partial_from_corr(corr: np.ndarray, target: int, given: Sequence[int]) -> np.ndarray:
@@ -124,52 +86,6 @@ def _partial_from_corr(corr: np.ndarray, target: int, given: Sequence[int]) -> n
         with np.errstate(invalid="ignore", divide="ignore"):
             out[finite] = -precision[:, 0, 1] / np.sqrt(precision[:, 0, 0] * precision[:, 1, 1])
     return out
-
-
-@dataclass(frozen=True)
-class RankPlan:
-    """One RDM sorted once, to rank it under any bootstrap weights in a few passes.
-
-    ``first`` and ``second`` are the conditions of each pair in sorted order (the weight of
-    a pair is the product of their counts); ``order`` is the pair index of each sorted
-    position. Tied entries share the average rank of their group: ``tied`` are their sorted
-    positions, ``tie_start`` / ``tie_stop`` the bounds of their group, ``group_start`` /
-    ``group_stop`` those of every tie group once.
-    """
-
-    first: np.ndarray
-    second: np.ndarray
-    order: np.ndarray
-    tied: np.ndarray
-    tie_start: np.ndarray
-    tie_stop: np.ndarray
-    group_start: np.ndarray
-    group_stop: np.ndarray
-
-    @classmethod
-    def of(cls, values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> RankPlan:
-        """Sort ``values`` (condensed pairs ``rows`` < ``cols``) once."""
-        order = np.argsort(values, kind="stable")
-        ordered = values[order]
-        new = np.ones(ordered.size + 1, dtype=bool)
-        new[1:-1] = ordered[1:] != ordered[:-1]
-        bounds = np.flatnonzero(new)  # start of each group, then the end
-        sizes = np.diff(bounds)
-        group = np.repeat(np.arange(sizes.size), sizes)
-        tied = np.flatnonzero(sizes[group] > 1)
-        groups = np.flatnonzero(sizes > 1)
-        condition = np.int16 if rows.size == 0 or cols[-1] < 2**15 else np.int32
-        index = np.int32 if order.size < 2**31 else np.int64  # positions, kept small
-        return cls(
-            first=rows[order].astype(condition),
-            second=cols[order].astype(condition),
-            order=order.astype(index),
-            tied=tied.astype(index),
-            tie_start=bounds[group[tied]].astype(index),
-            tie_stop=bounds[group[tied] + 1].astype(index),
-            group_start=bounds[groups].astype(index),
-            group_stop=bounds[groups + 1].astype(index),
-        )
 
 
 class _RankBuffers:
@@ -326,22 +242,37 @@ def bootstrap_rsa(
                 cross = _ranked_cross(plans, moments.weighted, counts, samples, threads)
             else:
                 cross = _pearson_cross(data, moments, samples, threads)
-        # cross: (times, samples, 1 + models) = data variance, data-model co-moments
-        full = np.empty((data.shape[0], len(block), n_models + 1, n_models + 1))
-        full[:, :, 1:, 1:] = model_moments[None]
-        full[:, :, 0, :] = cross
-        full[:, :, 1:, 0] = cross[:, :, 1:]
-        normalised = _normalised(full).transpose(1, 0, 2, 3)  # (samples, times, ...)
         result = out[start : start + len(block)]
-        result[..., :n_models] = normalised[..., 0, 1:]
-        for j, (target, given) in enumerate(partials):
-            flat = normalised.reshape(-1, n_models + 1, n_models + 1)
-            result[..., n_models + j] = _partial_from_corr(
-                flat, target + 1, [g + 1 for g in given]
-            ).reshape(len(block), -1)
+        _fill_correlations(result, cross, model_moments, partials)
         result[(counts > 0).sum(axis=1) < 3] = np.nan
     out[~np.isfinite(out)] = np.nan
     return out
+
+
+def _fill_correlations(
+    result: np.ndarray,
+    cross: np.ndarray,
+    model_moments: np.ndarray,
+    partials: Sequence[tuple[int, Sequence[int]]],
+) -> None:
+    """A batch's correlations into ``result`` (samples, times, models + len(partials)).
+
+    ``cross`` (times, samples, 1 + models) holds each time's data variance and data-model
+    co-moments, ``model_moments`` (samples, models, models) the models' co-moments.
+    """
+    n_samples, n_times = result.shape[:2]
+    n_models = model_moments.shape[-1]
+    full = np.empty((n_times, n_samples, n_models + 1, n_models + 1))
+    full[:, :, 1:, 1:] = model_moments[None]
+    full[:, :, 0, :] = cross
+    full[:, :, 1:, 0] = cross[:, :, 1:]
+    normalised = _normalised(full).transpose(1, 0, 2, 3)  # (samples, times, ...)
+    result[..., :n_models] = normalised[..., 0, 1:]
+    for j, (target, given) in enumerate(partials):
+        flat = normalised.reshape(-1, n_models + 1, n_models + 1)
+        result[..., n_models + j] = _partial_from_corr(
+            flat, target + 1, [g + 1 for g in given]
+        ).reshape(n_samples, -1)
 
 
 @dataclass(frozen=True)

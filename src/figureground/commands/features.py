@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from figureground.commands.common_options import add_scheduler, stage_keywords
+
 NAME = "features"
 HELP = "embed images (a variants folder or an image folder) with a network into a Zarr store"
 
@@ -58,12 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resize", type=int, default=None, help="override the weights' resize (shorter side)"
     )
     parser.add_argument("--crop", type=int, default=None, help="override the weights' centre crop")
-    parser.add_argument(
-        "--scheduler",
-        default="serial",
-        help="serial (default), local[:N] (a Dask LocalCluster of N processes) or a Dask "
-        "scheduler address such as tcp://host:8786 (see docs/scale.md)",
-    )
+    add_scheduler(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,22 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from figureground import logs
     from figureground.features import extract, store
 
-    out = extract.extract_features(
-        args.source,
-        args.out,
-        model=args.model,
-        weights=args.weights,
-        layers=args.layers,
-        pool=args.pool,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        device=args.device,
-        seed=args.seed,
-        workers=args.workers,
-        precision=args.precision,
-        resize=args.resize,
-        crop=args.crop,
-        scheduler=args.scheduler,
+    extract_features = extract.extract_features
+    out = extract_features(
+        args.source, args.out, **stage_keywords(args, extract_features, "source", "out")
     )
     attrs = store.read_root_attrs(out)
     skipped = list(attrs.get("skipped_failed_images", []))

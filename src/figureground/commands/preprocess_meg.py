@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from figureground.commands.common_options import add_scheduler
+
 NAME = "preprocess-meg"
 HELP = (
     "preprocess THINGS-MEG raw runs (OpenNeuro ds004212, BIDS) as the authors did: 0.1-40 Hz, "
@@ -53,9 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not epoch the EyeLink channels into gaze_P{n}.npz",
     )
-    parser.add_argument(
-        "--scheduler",
-        default="serial",
+    add_scheduler(
+        parser,
         help="where the runs are computed, one task each: serial (default), local[:N] (a Dask "
         "LocalCluster) or a Dask scheduler address such as tcp://host:8786",
     )

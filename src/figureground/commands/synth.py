@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from fractions import Fraction
 
+from figureground.commands.common_options import stage_keywords
+
 NAME = "synth"
 HELP = (
     "write a synthetic THINGS-size data set (manifest, pooled features, THINGS-MEG epochs) "
@@ -52,16 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from figureground.synth.data import make_synth
 
-    out = make_synth(
-        args.out,
-        fraction=args.fraction,
-        participants=args.participants,
-        seed=args.seed,
-        snr=args.snr,
-        fg_weight=args.fg_weight,
-        bg_weight=args.bg_weight,
-        part_epochs=args.part_epochs,
-    )
+    out = make_synth(args.out, **stage_keywords(args, make_synth, "out"))
     sizes = json.loads((Path(out) / "synth.json").read_text())["sizes"]
     print(
         f"synth: {sizes['concepts'] * sizes['exemplars']} exp images, {sizes['epochs']} epochs "

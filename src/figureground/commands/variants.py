@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from figureground.commands.common_options import add_scheduler, stage_keywords
+
 NAME = "variants"
 HELP = "segment every stimulus and write its no-background / no-foreground / mask variants"
 
@@ -20,6 +22,13 @@ def _fill_colour(text: str) -> tuple[int, int, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``figureground variants``."""
+    _add_input_options(parser)
+    _add_image_options(parser)
+    _add_run_options(parser)
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    """SOURCE, ``--out`` and how the stimuli are listed."""
     parser.add_argument("source", type=Path, metavar="SOURCE", help="stimulus root folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
@@ -37,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=12,
         help="exemplars per concept in the THINGS layout (default: 12)",
     )
+
+
+def _add_image_options(parser: argparse.ArgumentParser) -> None:
+    """The image parameters (:class:`figureground.variants.VariantParams`)."""
     parser.add_argument(
         "--segmenter",
         default="isnet",
@@ -88,6 +101,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="alpha below which no-background images show only the fill colour, removing the "
         "faint haze of background a soft mask leaves (0..threshold; default: 0 = off)",
     )
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how the images are processed (none of them changes an image)."""
     parser.add_argument(
         "--workers",
         type=int,
@@ -100,12 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=16,
         help="images per device batch (isnet-torch) or per Dask task (default: 16)",
     )
-    parser.add_argument(
-        "--scheduler",
-        default="serial",
-        help="serial (default), local[:N] (a Dask LocalCluster of N processes) or a Dask "
-        "scheduler address such as tcp://host:8786 (see docs/scale.md)",
-    )
+    add_scheduler(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,25 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from figureground.variants import make_variants
 
     log = logs.get_logger(__name__)
-    table = make_variants(
-        args.source,
-        args.out,
-        layout=args.layout,
-        exemplars=args.exemplars,
-        segmenter=args.segmenter,
-        inpaint=args.inpaint,
-        threshold=args.threshold,
-        dilate=args.dilate,
-        inpaint_radius=args.inpaint_radius,
-        inpaint_max_side=args.inpaint_max_side,
-        fill=args.fill,
-        little_background_above=args.little_background_above,
-        alpha_floor=args.alpha_floor,
-        workers=args.workers,
-        csv_path=args.csv_path,
-        scheduler=args.scheduler,
-        batch_size=args.batch_size,
-    )
+    table = make_variants(args.source, args.out, **stage_keywords(args, make_variants))
     n_failed = int((table["status"] != "ok").sum())
     print(f"variants: {len(table) - n_failed} of {len(table)} images ok -> {args.out}")
     if n_failed:

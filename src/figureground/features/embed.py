@@ -282,7 +282,23 @@ def embedded_batches(
 
 @dataclasses.dataclass(frozen=True)
 class ExtractorSpec:
-    """What a worker needs to rebuild the network that the run's main process built."""
+    """What a worker needs to rebuild the network that the run's main process built.
+
+    Attributes
+    ----------
+    model, weights, seed, resize, crop
+        See :func:`figureground.features.models.load_model`.
+    layers : tuple of str
+        Graph node or module names (``figureground layers MODEL`` lists them).
+    pool : str
+        ``none`` (full activation), ``avg`` (global average) or ``avgK`` (K x K average).
+    precision : str
+        ``fp32``, or ``bf16``/``fp16`` autocast.
+    channels_last : bool
+        Run convolutions in channels-last memory format.
+    device : str
+        ``auto`` (cuda, mps, cpu), ``cpu``, ``cuda`` or ``mps``.
+    """
 
     model: str
     weights: str

@@ -23,6 +23,7 @@ from figureground.features import models, sources, store
 from figureground.features.embed import (
     DTYPES,
     PRECISIONS,
+    ExtractorSpec,
     build_extractor,
     forward,
     loader_batches,
@@ -86,24 +87,15 @@ def extract_features(
         folder of images (variant ``original``).
     out : path
         The Zarr store; if it exists with the same parameters, only missing images are done.
-    model, weights, seed, resize, crop
-        See :func:`figureground.features.models.load_model`.
-    layers : sequence of str
-        Graph node or module names (``figureground layers MODEL`` lists them).
-    pool : str
-        ``none`` (full activation), ``avg`` (global average) or ``avgK`` (K x K average).
+    model, weights, seed, resize, crop, layers, pool, precision, channels_last, device
+        The network and how it runs, each described in
+        :class:`~figureground.features.embed.ExtractorSpec`.
     dtype : str
         Stored dtype, ``float32`` or ``float16``.
     batch_size : int
         Images per forward pass and per chunk along ``image``.
-    device : str
-        ``auto`` (cuda, mps, cpu), ``cpu``, ``cuda`` or ``mps``.
     workers : int
         DataLoader worker processes decoding images (0: in this process).
-    precision : str
-        ``fp32``, or ``bf16``/``fp16`` autocast.
-    channels_last : bool
-        Run convolutions in channels-last memory format.
     gpu_decode : str
         ``auto`` (on CUDA when every file is a JPEG), ``on`` or ``off``.
     scheduler : str
@@ -117,6 +109,33 @@ def extract_features(
     """
     import torch
 
+    pool_fn = _checked_pooling(dtype, batch_size, precision, pool, scheduler)
+    target = torch.device(resolve_device(device))
+    feature_source = sources.open_source(source)
+    loaded = models.load_model(model, weights, seed=seed, resize=resize, crop=crop)
+    extractor = build_extractor(loaded, layers)
+    shapes = _probe_shapes(extractor, loaded, pool_fn, layers)
+    settings = RunSettings(tuple(layers), pool, dtype, precision)
+    out = Path(out)
+    _open_store(out, feature_source, loaded, settings, layers, shapes, batch_size)
+    if parse_scheduler(scheduler).distributed:
+        spec = ExtractorSpec(
+            model, weights, seed, resize, crop, tuple(layers), pool, precision,
+            channels_last, device,
+        )  # fmt: skip
+        _extract_on_dask(out, feature_source, spec, scheduler)
+        return out
+    _extract_in_process(
+        feature_source, out, layers, loaded, extractor, target, pool_fn, precision,
+        workers, channels_last, gpu_decode,
+    )  # fmt: skip
+    return out
+
+
+def _checked_pooling(
+    dtype: str, batch_size: int, precision: str, pool: str, scheduler: str
+) -> Callable[[Any], Any]:
+    """The pooling function of ``pool``, after a one-line error for any bad run option."""
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r}; expected float32 or float16")
     if batch_size < 1:
@@ -125,12 +144,19 @@ def extract_features(
         raise UsageError(f"unknown precision {precision!r}; expected fp32, bf16 or fp16")
     pool_fn = pooling(pool)
     parse_scheduler(scheduler)
-    target = torch.device(resolve_device(device))
-    feature_source = sources.open_source(source)
-    loaded = models.load_model(model, weights, seed=seed, resize=resize, crop=crop)
-    extractor = build_extractor(loaded, layers)
-    shapes = _probe_shapes(extractor, loaded, pool_fn, layers)
-    settings = RunSettings(tuple(layers), pool, dtype, precision)
+    return pool_fn
+
+
+def _open_store(
+    out: Path,
+    feature_source: Any,
+    loaded: models.LoadedModel,
+    settings: RunSettings,
+    layers: Sequence[str],
+    shapes: dict[str, tuple[int, ...]],
+    batch_size: int,
+) -> None:
+    """Resume the store at ``out`` (same inputs and parameters only) or create it empty."""
     fields = {
         **loaded.describe(),
         **dataclasses.asdict(settings),
@@ -147,52 +173,45 @@ def extract_features(
             "variants": list(feature_source.variants),
         }
     )
-    out = Path(out)
     if out.exists():
-        found = store.read_root_attrs(out).get("params_hash")
-        if found != fingerprint:
-            raise UsageError(
-                f"feature store {out} was made from other inputs or parameters "
-                f"(params_hash {found} != {fingerprint}); choose another --out "
-                "or delete it"
-            )
-        removed = store.remove_partial_files(out)
-        log.info("resuming %s%s", out, f" ({removed} partial files removed)" if removed else "")
-        for variant in feature_source.variants:  # damaged chunks become pending again
-            store.GroupWriter(out, variant, layers).verify_done()
-    else:
-        attrs = provenance.stamp(
-            **fields, params_hash=fingerprint, skipped_failed_images=list(feature_source.failed)
-        )
-        store.create_store(
-            out,
-            feature_source.variants,
-            feature_source.image_ids,
-            feature_source.concepts,
-            shapes,
-            dtype,
-            batch_size,
-            attrs,
-        )
-    if parse_scheduler(scheduler).distributed:
-        from figureground.features.distributed import extract_pending
-        from figureground.features.embed import ExtractorSpec
+        _resume_store(out, fingerprint, feature_source.variants, layers)
+        return
+    attrs = provenance.stamp(
+        **fields, params_hash=fingerprint, skipped_failed_images=list(feature_source.failed)
+    )
+    store.create_store(
+        out,
+        feature_source.variants,
+        feature_source.image_ids,
+        feature_source.concepts,
+        shapes,
+        settings.dtype,
+        batch_size,
+        attrs,
+    )
 
-        spec = ExtractorSpec(
-            model, weights, seed, resize, crop, tuple(layers), pool, precision,
-            channels_last, device,
-        )  # fmt: skip
-        log.info("stored %d images", extract_pending(out, feature_source, spec, scheduler))
-        return out
-    if channels_last:
-        extractor = extractor.to(memory_format=torch.channels_last)
-    extractor = extractor.to(target)
-    with _BackgroundWriter() as background:
-        _extract_variants(
-            feature_source, out, layers, loaded, extractor, target, pool_fn, precision,
-            workers, channels_last, gpu_decode, background,
-        )  # fmt: skip
-    return out
+
+def _resume_store(
+    out: Path, fingerprint: str, variants: Sequence[str], layers: Sequence[str]
+) -> None:
+    """Check that the store was made the same way; drop partial files and damaged chunks."""
+    found = store.read_root_attrs(out).get("params_hash")
+    if found != fingerprint:
+        raise UsageError(
+            f"feature store {out} was made from other inputs or parameters "
+            f"(params_hash {found} != {fingerprint}); choose another --out "
+            "or delete it"
+        )
+    removed = store.remove_partial_files(out)
+    log.info("resuming %s%s", out, f" ({removed} partial files removed)" if removed else "")
+    for variant in variants:  # damaged chunks become pending again
+        store.GroupWriter(out, variant, layers).verify_done()
+
+
+def _extract_on_dask(out: Path, feature_source: Any, spec: ExtractorSpec, scheduler: str) -> None:
+    from figureground.features.distributed import extract_pending
+
+    log.info("stored %d images", extract_pending(out, feature_source, spec, scheduler))
 
 
 class _BackgroundWriter:
@@ -229,7 +248,7 @@ class _BackgroundWriter:
             self._pool.shutdown(wait=True)
 
 
-def _extract_variants(
+def _extract_in_process(
     feature_source: Any,
     out: Path,
     layers: Sequence[str],
@@ -241,41 +260,47 @@ def _extract_variants(
     workers: int,
     channels_last: bool,
     gpu_decode: str,
-    background: _BackgroundWriter,
 ) -> None:
-    """The serial extraction loop over variants and pending chunks."""
-    for variant in feature_source.variants:
-        writer = store.GroupWriter(out, variant, layers)
-        paths = feature_source.paths[variant]
-        chunks = writer.pending_chunks()
-        if not chunks:
-            log.info("%s: all %d images already stored", variant, len(paths))
-            continue
-        indices = [
-            i
-            for c in chunks
-            for i in range(c * writer.chunk, min((c + 1) * writer.chunk, writer.size))
-        ]
-        batches = loader_batches(
-            paths,
-            indices,
-            loaded,
-            extractor,
-            target,
-            batch_size=writer.chunk,
-            pool=pool_fn,
-            precision=precision,
-            workers=workers,
-            channels_last=channels_last,
-            gpu_decode=gpu_decode,
-        )
-        for batch_indices, outputs, digests, ok in logs.progress(
-            batches, total=len(chunks), desc=f"{variant} ({len(indices)} images)"
-        ):
-            values = {name: outputs[name].numpy() for name in layers}
-            for array in values.values():
-                array[~ok] = np.nan
-            status = np.where(ok, store.DONE, store.FAILED)
-            background.submit(writer.write, batch_indices[0], values, digests, status)
-        background.wait()
-        log.info("%s: stored %d images", variant, len(indices))
+    """The serial loop over variants and pending chunks, the network on ``target`` and the
+    store written by a background thread."""
+    import torch
+
+    if channels_last:
+        extractor = extractor.to(memory_format=torch.channels_last)
+    extractor = extractor.to(target)
+    with _BackgroundWriter() as background:
+        for variant in feature_source.variants:
+            writer = store.GroupWriter(out, variant, layers)
+            paths = feature_source.paths[variant]
+            chunks = writer.pending_chunks()
+            if not chunks:
+                log.info("%s: all %d images already stored", variant, len(paths))
+                continue
+            indices = [
+                i
+                for c in chunks
+                for i in range(c * writer.chunk, min((c + 1) * writer.chunk, writer.size))
+            ]
+            batches = loader_batches(
+                paths,
+                indices,
+                loaded,
+                extractor,
+                target,
+                batch_size=writer.chunk,
+                pool=pool_fn,
+                precision=precision,
+                workers=workers,
+                channels_last=channels_last,
+                gpu_decode=gpu_decode,
+            )
+            for batch_indices, outputs, digests, ok in logs.progress(
+                batches, total=len(chunks), desc=f"{variant} ({len(indices)} images)"
+            ):
+                values = {name: outputs[name].numpy() for name in layers}
+                for array in values.values():
+                    array[~ok] = np.nan
+                status = np.where(ok, store.DONE, store.FAILED)
+                background.submit(writer.write, batch_indices[0], values, digests, status)
+            background.wait()
+            log.info("%s: stored %d images", variant, len(indices))

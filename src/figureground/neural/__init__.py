@@ -7,11 +7,12 @@ participants' files (:func:`find_participants`) and reads one participant's expe
 responses from that entry (:func:`read_participant`). Loaders are imported on first use, so
 importing this package stays light.
 
-A participant's entry (``neural_files["P<n>"]``) holds ``epochs`` (the main file, which the
-run fingerprints), ``attributes`` (a side file or None), ``test`` (the test-trial file or
-None), ``source`` and ``options`` (the study file's options of that source); THINGS-MEG
-entries also ``gaze`` (``gaze_P<n>.npz`` beside the epochs, from ``preprocess-meg``, or
-None). An entry without ``source`` is THINGS-MEG.
+A participant's entry (``neural_files["P<n>"]``) is a frozen
+:class:`~figureground.neural.recording.Recording`: ``epochs`` (the main file, which the run
+fingerprints), ``attributes`` (a side file or None), ``test`` (the test-trial file or None),
+``source``, ``options`` (the study file's options of that source), and ``gaze``
+(``gaze_P<n>.npz`` beside THINGS-MEG epochs, from ``preprocess-meg``, or None). The readers
+also take a plain mapping with those keys (one without ``source`` is THINGS-MEG).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import xarray as xr
 
 from figureground.errors import DataError, UsageError
+from figureground.neural.recording import Recording, as_recording
 
 LOADERS: dict[str, str] = {
     "things-meg": "figureground.neural.things_meg:load",
@@ -58,14 +60,11 @@ def _entry(
     attributes: Path | None = None,
     test: Path | None = None,
     options: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "epochs": main,
-        "attributes": attributes,
-        "test": test,
-        "source": source,
-        "options": dict(options or {}),
-    }
+    **files: Path | None,
+) -> Recording:
+    return Recording(
+        epochs=main, source=source, attributes=attributes, test=test, options=options or {}, **files
+    )
 
 
 def _number(pattern: str, name: str) -> int | None:
@@ -73,7 +72,7 @@ def _number(pattern: str, name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _find_things_meg(path: Path, options: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+def _find_things_meg(path: Path, options: Mapping[str, Any]) -> dict[int, Recording]:
     from figureground.neural.things_meg import find_attributes
 
     if not path.is_dir():
@@ -87,19 +86,20 @@ def _find_things_meg(path: Path, options: Mapping[str, Any]) -> dict[int, dict[s
     for file in path.glob("preprocessed_P*-epo.fif"):
         number = _number(r"preprocessed_P(\d+)-epo\.fif", file.name)
         if number is not None:
-            found[number] = _entry("things_meg", file, find_attributes(file))
             gaze = file.with_name(f"gaze_P{number}.npz")  # written by preprocess-meg
-            found[number]["gaze"] = gaze if gaze.is_file() else None
+            found[number] = _entry(
+                "things_meg", file, find_attributes(file), gaze=gaze if gaze.is_file() else None
+            )
     return found
 
 
-def _find_epochs(path: Path, options: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+def _find_epochs(path: Path, options: Mapping[str, Any]) -> dict[int, Recording]:
     if path.is_file():
         number = _number(r".*?P(\d+)-epo\.fif", path.name)
         return {number or 1: _entry("epochs", path, options=options)}
     if not path.is_dir():
         raise UsageError(f"neural.path {str(path)!r} is neither an epochs file nor a folder")
-    found: dict[int, dict[str, Any]] = {}
+    found: dict[int, Recording] = {}
     for file in sorted(path.glob("*-epo.fif")):
         number = _number(r".*?P(\d+)-epo\.fif", file.name)
         if number is None:
@@ -110,7 +110,7 @@ def _find_epochs(path: Path, options: Mapping[str, Any]) -> dict[int, dict[str, 
     return found
 
 
-def _find_things_eeg2(path: Path, options: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+def _find_things_eeg2(path: Path, options: Mapping[str, Any]) -> dict[int, Recording]:
     if not path.is_dir():
         raise UsageError(f"neural.path {str(path)!r} is not a folder of THINGS-EEG2 sub-* folders")
     metadata = Path(options.get("metadata") or path / "image_metadata.npy")
@@ -123,9 +123,13 @@ def _find_things_eeg2(path: Path, options: Mapping[str, Any]) -> dict[int, dict[
         if number is None or not training.is_file():
             continue
         test = folder / "preprocessed_eeg_test.npy"
-        entry = _entry("things_eeg2", training, metadata, test if test.is_file() else None)
-        entry["options"] = {"trust_pickle": bool(options.get("trust_pickle", False))}
-        found[number] = entry
+        found[number] = _entry(
+            "things_eeg2",
+            training,
+            metadata,
+            test if test.is_file() else None,
+            {"trust_pickle": bool(options.get("trust_pickle", False))},
+        )
     return found
 
 
@@ -137,7 +141,7 @@ def _array_file(folder: Path, stem: str) -> Path | None:
     return present[0] if present else None
 
 
-def _find_arrays(path: Path, options: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+def _find_arrays(path: Path, options: Mapping[str, Any]) -> dict[int, Recording]:
     if not path.is_dir():
         raise UsageError(f"neural.path {str(path)!r} is not a folder of P<n>.npy|npz files")
     found = {}
@@ -153,13 +157,13 @@ def _find_arrays(path: Path, options: Mapping[str, Any]) -> dict[int, dict[str, 
         test_table = path / f"P{number}_test.csv"
         if test is not None and not test_table.is_file():
             raise UsageError(f"{test}: no {test_table.name} beside it naming each item's image")
-        entry = _entry("arrays", data, table, test, options)
-        entry["test_attributes"] = test_table if test is not None else None
-        found[number] = entry
+        found[number] = _entry(
+            "arrays", data, table, test, options, test_attributes=test_table if test else None
+        )
     return found
 
 
-SOURCES: dict[str, Callable[[Path, Mapping[str, Any]], dict[int, dict[str, Any]]]] = {
+SOURCES: dict[str, Callable[[Path, Mapping[str, Any]], dict[int, Recording]]] = {
     "things_meg": _find_things_meg,
     "things_eeg2": _find_things_eeg2,
     "epochs": _find_epochs,
@@ -169,7 +173,7 @@ SOURCES: dict[str, Callable[[Path, Mapping[str, Any]], dict[int, dict[str, Any]]
 
 def find_participants(
     source: str, path: Path, options: Mapping[str, Any], participants: tuple[int, ...] = ()
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Recording]:
     """Each participant's neural-files entry of ``source`` at ``path``, ``P<n>`` -> entry.
 
     ``participants``: the numbers wanted (empty: every one found). Raises UsageError naming
@@ -192,13 +196,13 @@ def find_participants(
 # ----------------------------------------------------------------------------- reading
 
 
-def has_test(files: Mapping[str, Any]) -> bool:
+def has_test(files: Recording | Mapping[str, Any]) -> bool:
     """Whether an entry can give test responses (repetitions of test images)."""
-    source = files.get("source", "things_meg")
-    if source == "epochs":
-        return bool(files.get("options", {}).get("test_query"))
-    if source in ("things_eeg2", "arrays"):
-        return files.get("test") is not None
+    recording = as_recording(files)
+    if recording.source == "epochs":
+        return bool(recording.options.get("test_query"))
+    if recording.source in ("things_eeg2", "arrays"):
+        return recording.test is not None
     return True  # THINGS-MEG: its test trials are in the epochs file
 
 
@@ -220,7 +224,9 @@ def _query(epochs_path: Path, query: str | None) -> Any:
     return chosen
 
 
-def read_participant(files: Mapping[str, Any], trial_type: str, **window: Any) -> xr.DataArray:
+def read_participant(
+    files: Recording | Mapping[str, Any], trial_type: str, **window: Any
+) -> xr.DataArray:
     """One participant's experiment (``"exp"``) or test (``"test"``) responses.
 
     Experiment responses have dims (image, channel, time), test responses (image, repetition,
@@ -229,48 +235,72 @@ def read_participant(files: Mapping[str, Any], trial_type: str, **window: Any) -
     """
     if trial_type not in TRIAL_TYPES:
         raise UsageError(f"trial_type {trial_type!r}; expected one of {TRIAL_TYPES}")
-    source = files.get("source", "things_meg")
-    options = dict(files.get("options") or {})
+    recording = as_recording(files)
     test = trial_type == "test"
-    if test and not has_test(files):
-        raise DataError(f"{files['epochs']}: the {source} source has no test trials")
-    if source == "things_meg":
-        from figureground.neural import things_meg
-
-        return things_meg.load(
-            files["epochs"], files.get("attributes"), trial_type=trial_type, **window
+    if test and not has_test(recording):
+        raise DataError(f"{recording.epochs}: the {recording.source} source has no test trials")
+    if recording.source not in _READERS:
+        raise UsageError(
+            f"neural source {recording.source!r} unknown; expected one of {sorted(SOURCES)}"
         )
+    return _READERS[recording.source](recording, test, window)
+
+
+def _read_things_meg(recording: Recording, test: bool, window: dict[str, Any]) -> xr.DataArray:
+    from figureground.neural import things_meg
+
+    trial_type = "test" if test else "exp"
+    return things_meg.load(recording.epochs, recording.attributes, trial_type=trial_type, **window)
+
+
+def _read_epochs(recording: Recording, test: bool, window: dict[str, Any]) -> xr.DataArray:
     from figureground.neural import arrays
 
-    if source == "epochs":
-        query = options.get("test_query") if test else options.get("experiment_query")
-        return arrays.load_epochs(
-            files["epochs"],
-            options["image_column"],
-            concept_column=options.get("concept_column"),
-            session_column=options.get("session_column"),
-            repetitions=test,
-            epochs=_query(Path(files["epochs"]), query),
-            **window,
-        )
-    if source == "things_eeg2":
-        return arrays.load_things_eeg2(
-            files["test"] if test else files["epochs"],
-            files["attributes"],
-            trust_pickle=bool(options.get("trust_pickle")),
-            partition="test" if test else "train",
-            repetitions=test,
-            **window,
-        )
-    if source == "arrays":
-        return arrays.load_numpy(
-            files["test"] if test else files["epochs"],
-            files["test_attributes"] if test else files["attributes"],
-            key=options.get("key"),
-            sfreq=options.get("sfreq"),
-            first_time=float(options.get("first_time", 0.0)),
-            id_column=options.get("id_column", "image_id"),
-            repetitions=test,
-            **window,
-        )
-    raise UsageError(f"neural source {source!r} unknown; expected one of {sorted(SOURCES)}")
+    options = recording.options
+    query = options.get("test_query") if test else options.get("experiment_query")
+    return arrays.load_epochs(
+        recording.epochs,
+        options["image_column"],
+        concept_column=options.get("concept_column"),
+        session_column=options.get("session_column"),
+        repetitions=test,
+        epochs=_query(Path(recording.epochs), query),
+        **window,
+    )
+
+
+def _read_things_eeg2(recording: Recording, test: bool, window: dict[str, Any]) -> xr.DataArray:
+    from figureground.neural import arrays
+
+    return arrays.load_things_eeg2(
+        recording.test if test else recording.epochs,
+        recording.attributes,
+        trust_pickle=bool(recording.options.get("trust_pickle")),
+        partition="test" if test else "train",
+        repetitions=test,
+        **window,
+    )
+
+
+def _read_arrays(recording: Recording, test: bool, window: dict[str, Any]) -> xr.DataArray:
+    from figureground.neural import arrays
+
+    options = recording.options
+    return arrays.load_numpy(
+        recording.test if test else recording.epochs,
+        recording.test_attributes if test else recording.attributes,
+        key=options.get("key"),
+        sfreq=options.get("sfreq"),
+        first_time=float(options.get("first_time", 0.0)),
+        id_column=options.get("id_column", "image_id"),
+        repetitions=test,
+        **window,
+    )
+
+
+_READERS: dict[str, Callable[[Recording, bool, dict[str, Any]], xr.DataArray]] = {
+    "things_meg": _read_things_meg,
+    "epochs": _read_epochs,
+    "things_eeg2": _read_things_eeg2,
+    "arrays": _read_arrays,
+}

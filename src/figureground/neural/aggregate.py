@@ -2,13 +2,14 @@
 
 Every loader (THINGS-MEG, any MNE epochs file, NumPy arrays, THINGS-EEG2) describes its trials
 as a table (epoch index, image id, concept, session) and gives a function that reads a sorted
-set of epochs; this module selects channels and samples, averages in float64 and returns the
-``xarray.DataArray`` that the contracts describe.
+set of epochs (:class:`~figureground.neural.trial_source.TrialSource`); this module selects
+channels and samples, averages in float64 and returns the ``xarray.DataArray`` that the
+contracts describe.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,181 +19,17 @@ import xarray as xr
 
 from figureground import logs
 from figureground.errors import DataError, UsageError
-from figureground.neural.sensors import bare_name
+from figureground.neural.trial_source import (  # noqa: F401  (re-exported)
+    Reader,
+    TrialSource,
+    average_groups,
+    pick_channels,
+    select_times,
+)
 
 log = logs.get_logger(__name__)
 
-Reader = Callable[[np.ndarray, np.ndarray], np.ndarray]
 AVERAGES = ("image", "concept")
-
-
-@dataclass(frozen=True)
-class TrialSource:
-    """Epochs that can be read in chunks.
-
-    Attributes
-    ----------
-    name : the file (or files) the epochs come from, for messages.
-    ch_names : sensor names, in file order.
-    times : sample times in seconds.
-    n_trials : number of epochs.
-    read : ``read(epoch_indices, channel_indices) -> (n, n_channels, n_times)`` array, indices
-        sorted ascending.
-    lowpass : the low-pass edge recorded with the data (Hz), or None; used to warn when
-        decimation would alias.
-    """
-
-    name: str
-    ch_names: list[str]
-    times: np.ndarray
-    n_trials: int
-    read: Reader
-    lowpass: float | None = None
-
-
-def pick_channels(source: TrialSource, picks: Sequence[str] | str | None) -> np.ndarray:
-    """Indices of ``picks`` in ``source.ch_names``, in the order of ``picks``.
-
-    ``picks`` is None (all channels), a name prefix such as ``"MLO"`` (matching channels in
-    file order), or a list of sensor names. A name matches exactly or, failing that, with the
-    CTF system suffix ignored on either side: ``"MLC11"`` picks ``"MLC11-1609"`` and
-    ``"MLC11-1609"`` picks ``"MLC11"`` (see :func:`figureground.neural.sensors.bare_name`).
-    The output keeps the file's names. Unknown names raise one UsageError naming them.
-    """
-    if picks is None:
-        return np.arange(len(source.ch_names))
-    if isinstance(picks, str):
-        chosen = [i for i, name in enumerate(source.ch_names) if name.startswith(picks)]
-        if not chosen:
-            raise UsageError(f"picks {picks!r} matches no channel of {source.name}")
-        return np.array(chosen)
-    if len(picks) == 0:
-        raise UsageError(f"picks is empty; name at least one channel of {source.name}")
-    exact = {name: i for i, name in enumerate(source.ch_names)}
-    by_bare: dict[str, list[int]] = {}
-    for i, name in enumerate(source.ch_names):
-        by_bare.setdefault(bare_name(name), []).append(i)
-    indices, unknown = [], []
-    for name in picks:
-        if name in exact:
-            indices.append(exact[name])
-            continue
-        matches = by_bare.get(bare_name(name), [])
-        if len(matches) == 1:
-            indices.append(matches[0])
-        else:
-            unknown.append(name)
-    if unknown:
-        raise UsageError(
-            f"{len(unknown)} picked channels are not in {source.name}: {unknown[:5]} "
-            f"(it has {source.ch_names[:3]}...; names match with or without a '-1609'-style "
-            f"suffix)"
-        )
-    return np.array(indices, dtype=int)
-
-
-def select_times(
-    times: np.ndarray, tmin: float | None, tmax: float | None, decim: int
-) -> np.ndarray:
-    """Indices of the samples kept by a ``[tmin, tmax]`` window (both inclusive) and decimation.
-
-    Decimation keeps every ``decim``-th sample on the grid through t = 0 (or the window start
-    when 0 lies outside it); it does not filter, so the data must already be low-passed.
-    """
-    if int(decim) != decim or decim < 1:
-        raise UsageError(f"decim={decim!r}; expected a whole number >= 1")
-    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
-    low = times[0] if tmin is None else tmin
-    high = times[-1] if tmax is None else tmax
-    inside = np.flatnonzero((times >= low - step / 2) & (times <= high + step / 2))
-    if inside.size == 0 or low > high:
-        raise UsageError(
-            f"time window [{low}, {high}] s holds no sample; the data span "
-            f"[{times[0]:.3f}, {times[-1]:.3f}] s"
-        )
-    zero = int(np.argmin(np.abs(times)))
-    anchor = zero if inside[0] <= zero <= inside[-1] else inside[0]
-    return inside[(inside - anchor) % int(decim) == 0]
-
-
-def _check_finite(block: np.ndarray, trials: np.ndarray, source: TrialSource) -> None:
-    bad = ~np.isfinite(block).reshape(len(block), -1).all(axis=1)
-    if bad.any():
-        raise DataError(
-            f"{source.name}: epoch {int(trials[np.argmax(bad)])} holds NaN or "
-            f"infinite samples ({int(bad.sum())} bad epochs in this chunk)"
-        )
-
-
-def _as_slice(indices: np.ndarray) -> slice | np.ndarray:
-    """A slice equal to evenly spaced ``indices`` (a view instead of a copy), else the indices."""
-    if len(indices) > 1:
-        steps = np.diff(indices)
-        if (steps == steps[0]).all() and steps[0] > 0:
-            return slice(int(indices[0]), int(indices[-1]) + 1, int(steps[0]))
-    elif len(indices) == 1:
-        return slice(int(indices[0]), int(indices[0]) + 1)
-    return indices
-
-
-def average_groups(
-    source: TrialSource,
-    trials: np.ndarray,
-    groups: np.ndarray,
-    n_groups: int,
-    channels: np.ndarray,
-    samples: np.ndarray,
-    chunk_size: int = 256,
-    desc: str = "epochs",
-) -> np.ndarray:
-    """Mean of the epochs of each group, read ``chunk_size`` epochs at a time.
-
-    Parameters
-    ----------
-    trials : epoch indices to read.
-    groups : output row of each of ``trials`` (0 .. n_groups-1).
-    Returns
-    -------
-    float32 array (n_groups, len(channels), len(samples)). Epochs are taken as float32 (the
-    precision of the files); groups seen once are copied, groups seen more than once are summed
-    in float64 and divided, so results equal a float64 mean of the float32 samples.
-    """
-    order = np.argsort(trials, kind="stable")
-    trials, groups = np.asarray(trials)[order], np.asarray(groups)[order]
-    counts = np.bincount(groups, minlength=n_groups)
-    if (counts == 0).any():
-        raise DataError(f"{source.name}: {int((counts == 0).sum())} output rows have no epoch")
-    shape = (len(channels), len(samples))
-    window = _as_slice(samples)
-    out = np.empty((n_groups, *shape), dtype=np.float32)
-    repeated = np.flatnonzero(counts > 1)
-    slot = np.full(n_groups, -1)
-    slot[repeated] = np.arange(len(repeated))
-    sums = np.zeros((len(repeated), *shape), dtype=np.float64)
-    starts = range(0, len(trials), chunk_size)
-    for start in logs.progress(starts, total=len(starts), desc=desc):
-        idx = trials[start : start + chunk_size]
-        block = source.read(idx, channels)
-        if block.shape[1:] != (len(channels), len(source.times)) or len(block) != len(idx):
-            raise DataError(
-                f"{source.name}: read {block.shape} for {len(idx)} epochs, expected "
-                f"({len(idx)}, {len(channels)}, {len(source.times)})"
-            )
-        block = np.asarray(block[:, :, window], dtype=np.float32)  # exact: files hold float32
-        _check_finite(block, idx, source)
-        rows = groups[start : start + chunk_size]
-        single = slot[rows] < 0
-        out[rows[single]] = block[single]
-        if not single.all():
-            where = slot[rows[~single]]
-            by_slot = np.argsort(where, kind="stable")
-            sorted_slots = where[by_slot]
-            first = np.flatnonzero(np.r_[True, sorted_slots[1:] != sorted_slots[:-1]])
-            partial = np.add.reduceat(block[~single][by_slot].astype(np.float64), first, axis=0)
-            sums[sorted_slots[first]] += partial
-    if len(repeated):
-        out[repeated] = (sums / counts[repeated, None, None]).astype(np.float32)
-    return out
 
 
 def concept_of_id(image_id: str) -> str:
@@ -249,29 +86,62 @@ def build_responses(
         (image, repetition, channel, time); every image must have the same count.
     image_ids : the stimuli the images must belong to; output images follow this order.
     """
+    _check_request(source, table, average, repetitions)
+    table = table.reset_index(drop=True)
+    images = _output_images(source, table, image_ids)
+    channels = pick_channels(source, picks)
+    samples = select_times(source.times, tmin, tmax, decim)
+    _warn_if_aliasing(source, decim)
+    first = table.drop_duplicates("image_id").set_index("image_id")
+    ch_names = [source.ch_names[i] for i in channels]
+    times = source.times[samples]
+    attrs = _response_attrs(source, attrs, average, decim)
+    epochs = _Epochs(source, table, channels, samples, chunk_size)
+    if average == "concept":
+        return _concept_means(epochs, first, images, ch_names, times, attrs)
+    coords: dict = {
+        "image": images,
+        "channel": ch_names,
+        "time": times,
+        "concept": ("image", first.loc[images, "concept"].astype(str).to_numpy()),
+    }
+    if not repetitions:
+        return _image_means(epochs, images, coords, attrs)
+    return _image_repetitions(epochs, images, coords, attrs)
+
+
+def _check_request(
+    source: TrialSource, table: pd.DataFrame, average: str, repetitions: bool
+) -> None:
     if average not in AVERAGES:
         raise UsageError(f"average={average!r}; expected one of {AVERAGES}")
     if repetitions and average != "image":
         raise UsageError("repetitions are kept per image; use average='image'")
     if table.empty:
         raise DataError(f"{source.name}: no epochs of the requested kind")
-    table = table.reset_index(drop=True)
-    has_session = "session" in table.columns
-    if image_ids is not None:
-        allowed = read_image_ids(image_ids)
-        unknown = ~table["image_id"].isin(set(allowed))
-        if unknown.any():
-            examples = table.loc[unknown, "image_id"].unique()[:3].tolist()
-            raise DataError(
-                f"{source.name}: {int(unknown.sum())} epochs show images that match "
-                f"no given stimulus (e.g. {examples})"
-            )
-        present = set(table["image_id"])
-        images = [image for image in allowed if image in present]
-    else:
-        images = sorted(table["image_id"].unique())
-    channels = pick_channels(source, picks)
-    samples = select_times(source.times, tmin, tmax, decim)
+
+
+def _output_images(
+    source: TrialSource,
+    table: pd.DataFrame,
+    image_ids: Sequence[str] | pd.DataFrame | str | Path | None,
+) -> list[str]:
+    """The images of the output rows: sorted, or in the order of ``image_ids``."""
+    if image_ids is None:
+        return sorted(table["image_id"].unique())
+    allowed = read_image_ids(image_ids)
+    unknown = ~table["image_id"].isin(set(allowed))
+    if unknown.any():
+        examples = table.loc[unknown, "image_id"].unique()[:3].tolist()
+        raise DataError(
+            f"{source.name}: {int(unknown.sum())} epochs show images that match "
+            f"no given stimulus (e.g. {examples})"
+        )
+    present = set(table["image_id"])
+    return [image for image in allowed if image in present]
+
+
+def _warn_if_aliasing(source: TrialSource, decim: int) -> None:
     if decim > 1 and source.lowpass is not None:
         nyquist = 1.0 / np.median(np.diff(source.times)) / decim / 2.0
         if source.lowpass > nyquist:
@@ -282,10 +152,10 @@ def build_responses(
                 source.lowpass,
                 nyquist,
             )
-    first = table.drop_duplicates("image_id").set_index("image_id")
-    ch_names = [source.ch_names[i] for i in channels]
-    times = source.times[samples]
-    attrs = {
+
+
+def _response_attrs(source: TrialSource, attrs: dict | None, average: str, decim: int) -> dict:
+    return {
         **(attrs or {}),
         "average": average,
         "decim": int(decim),
@@ -294,48 +164,79 @@ def build_responses(
         else float("nan"),
     }
 
-    if average == "concept":
-        concepts = sorted(first.loc[images, "concept"].unique())
-        row_of = {concept: i for i, concept in enumerate(concepts)}
-        groups = table["concept"].map(row_of).to_numpy()
-        data = average_groups(
-            source, table["epoch"].to_numpy(), groups, len(concepts), channels, samples, chunk_size
-        )
-        n_images = first.loc[images].groupby("concept").size().reindex(concepts).to_numpy()
-        return xr.DataArray(
-            data,
-            dims=("concept", "channel", "time"),
-            coords={
-                "concept": concepts,
-                "channel": ch_names,
-                "time": times,
-                "n_images": ("concept", n_images),
-            },
-            attrs=attrs,
+
+@dataclass(frozen=True)
+class _Epochs:
+    """The epochs of a request: source, trials table, kept channels and samples."""
+
+    source: TrialSource
+    table: pd.DataFrame
+    channels: np.ndarray
+    samples: np.ndarray
+    chunk_size: int
+
+    def average(self, table: pd.DataFrame, groups: np.ndarray, n_groups: int) -> np.ndarray:
+        """:func:`average_groups` of the epochs of ``table`` into ``n_groups`` rows."""
+        return average_groups(
+            self.source,
+            table["epoch"].to_numpy(),
+            groups,
+            n_groups,
+            self.channels,
+            self.samples,
+            self.chunk_size,
         )
 
+
+def _concept_means(
+    epochs: _Epochs,
+    first: pd.DataFrame,
+    images: list[str],
+    ch_names: list[str],
+    times: np.ndarray,
+    attrs: dict,
+) -> xr.DataArray:
+    concepts = sorted(first.loc[images, "concept"].unique())
+    row_of = {concept: i for i, concept in enumerate(concepts)}
+    groups = epochs.table["concept"].map(row_of).to_numpy()
+    data = epochs.average(epochs.table, groups, len(concepts))
+    n_images = first.loc[images].groupby("concept").size().reindex(concepts).to_numpy()
+    return xr.DataArray(
+        data,
+        dims=("concept", "channel", "time"),
+        coords={
+            "concept": concepts,
+            "channel": ch_names,
+            "time": times,
+            "n_images": ("concept", n_images),
+        },
+        attrs=attrs,
+    )
+
+
+def _image_means(epochs: _Epochs, images: list[str], coords: dict, attrs: dict) -> xr.DataArray:
+    table = epochs.table
     row_of = {image: i for i, image in enumerate(images)}
     rows = table["image_id"].map(row_of).to_numpy()
-    coords: dict = {
-        "image": images,
-        "channel": ch_names,
-        "time": times,
-        "concept": ("image", first.loc[images, "concept"].astype(str).to_numpy()),
-    }
-    if not repetitions:
-        data = average_groups(
-            source, table["epoch"].to_numpy(), rows, len(images), channels, samples, chunk_size
-        )
-        if has_session:
-            session = table.groupby("image_id")["session"].min().loc[images].to_numpy()
-            coords["session"] = ("image", session)
-        return xr.DataArray(data, dims=("image", "channel", "time"), coords=coords, attrs=attrs)
+    data = epochs.average(table, rows, len(images))
+    if "session" in table.columns:
+        session = table.groupby("image_id")["session"].min().loc[images].to_numpy()
+        coords["session"] = ("image", session)
+    return xr.DataArray(data, dims=("image", "channel", "time"), coords=coords, attrs=attrs)
 
+
+def _image_repetitions(
+    epochs: _Epochs, images: list[str], coords: dict, attrs: dict
+) -> xr.DataArray:
+    table = epochs.table
+    has_session = "session" in table.columns
+    row_of = {image: i for i, image in enumerate(images)}
+    rows = table["image_id"].map(row_of).to_numpy()
     counts = np.bincount(rows, minlength=len(images))
     if len(set(counts.tolist())) != 1:
         worst = images[int(np.argmin(counts))]
         raise DataError(
-            f"{source.name}: images have unequal repetition counts "
+            f"{epochs.source.name}: images have unequal repetition counts "
             f"({counts.min()} for {worst!r}, {counts.max()} for others); "
             f"expected the same count for every image"
         )
@@ -345,10 +246,8 @@ def build_responses(
     table = table.sort_values(keys, kind="stable")
     rep = np.tile(np.arange(n_reps), len(images))
     flat = table["_row"].to_numpy() * n_reps + rep
-    data = average_groups(
-        source, table["epoch"].to_numpy(), flat, len(images) * n_reps, channels, samples, chunk_size
-    )
-    data = data.reshape(len(images), n_reps, len(channels), len(samples))
+    data = epochs.average(table, flat, len(images) * n_reps)
+    data = data.reshape(len(images), n_reps, len(epochs.channels), len(epochs.samples))
     coords["repetition"] = np.arange(n_reps)
     if has_session:
         coords["session"] = (
@@ -358,6 +257,17 @@ def build_responses(
     return xr.DataArray(
         data, dims=("image", "repetition", "channel", "time"), coords=coords, attrs=attrs
     )
+
+
+def recording_attrs(participant: str, path: Path, provenance: dict, **extra: object) -> dict:
+    """The attrs a loader gives its responses: participant, resolved source file, ``extra``
+    (in order), then the provenance record."""
+    return {
+        "participant": participant,
+        "source_file": str(path.resolve()),
+        **extra,
+        "provenance": provenance,
+    }
 
 
 def check_consistent(arrays: dict[str, xr.DataArray]) -> None:

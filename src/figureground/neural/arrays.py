@@ -18,11 +18,12 @@ import xarray as xr
 from figureground import logs, provenance
 from figureground.errors import DataError, UsageError
 from figureground.neural.aggregate import (
-    TrialSource,
     build_responses,
     concept_of_id,
     image_id_of,
+    recording_attrs,
 )
+from figureground.neural.trial_source import TrialSource
 
 log = logs.get_logger(__name__)
 
@@ -87,11 +88,11 @@ def load_epochs(
         metadata[concept_column] if concept_column else None,
         metadata[session_column] if session_column else None,
     )
-    attrs = {
-        "participant": participant_of(path),
-        "source_file": str(path.resolve()),
-        "provenance": provenance.stamp(loader="epochs", image_column=image_column),
-    }
+    attrs = recording_attrs(
+        participant_of(path),
+        path,
+        provenance.stamp(loader="epochs", image_column=image_column),
+    )
     return build_responses(
         epochs_source(epochs, str(path)),
         table,
@@ -160,6 +161,33 @@ def load_numpy(
     for file in (path, csv_path):
         if not file.is_file():
             raise UsageError(f"{file} not found")
+    data, extras = _read_array_file(path, key)
+    table_in = _read_item_table(csv_path, id_column, len(data), path)
+    names = _channel_names(extras, ch_names, data.shape[1], path)
+    sample_times = _times(data.shape[2], extras.get("times", times), sfreq, first_time, str(path))
+    table = _table(
+        [image_id_of(v) for v in table_in[id_column]],
+        table_in["concept"] if "concept" in table_in.columns else None,
+        table_in["session"] if "session" in table_in.columns else None,
+    )
+    attrs = recording_attrs(path.stem, path, provenance.stamp(loader="numpy"))
+    return build_responses(
+        _array_source(data, str(path), names, sample_times),
+        table,
+        average=average,
+        repetitions=repetitions,
+        tmin=tmin,
+        tmax=tmax,
+        picks=picks,
+        decim=decim,
+        image_ids=image_ids,
+        attrs=attrs,
+    )
+
+
+def _read_array_file(path: Path, key: str | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The (item, channel, time) array of a ``.npy`` (memory-mapped) or ``.npz`` file, and
+    the ``ch_names`` and ``times`` an ``.npz`` holds beside it."""
     extras: dict[str, np.ndarray] = {}
     try:
         if path.suffix == ".npz":
@@ -176,46 +204,36 @@ def load_numpy(
         raise DataError(f"{path}: not a plain NumPy array file ({exc})") from None
     if data.ndim != 3:
         raise DataError(f"{path}: shape {data.shape}; expected items x channels x times")
+    return data, extras
+
+
+def _read_item_table(csv_path: Path, id_column: str, n_items: int, path: Path) -> pd.DataFrame:
+    """The CSV of one row per item of ``path``, checked for ``id_column`` and its length."""
     table_in = pd.read_csv(csv_path, dtype={id_column: str}, keep_default_na=False)
     if id_column not in table_in.columns:
         raise UsageError(f"{csv_path}: no column {id_column!r} (it has {list(table_in.columns)})")
-    if len(table_in) != len(data):
+    if len(table_in) != n_items:
         raise DataError(
-            f"{csv_path}: {len(table_in)} rows, but {path} holds {len(data)} items; "
+            f"{csv_path}: {len(table_in)} rows, but {path} holds {n_items} items; "
             f"expected one row per item in the same order"
         )
+    return table_in
+
+
+def _channel_names(
+    extras: dict[str, np.ndarray], ch_names: Sequence[str] | None, n_channels: int, path: Path
+) -> list[str]:
+    """``ch_names``, else the file's, else ``ch000``, ``ch001``, ...; one per channel."""
     names = (
         [str(n) for n in extras["ch_names"]]
         if ch_names is None and "ch_names" in extras
         else [str(n) for n in ch_names]
         if ch_names is not None
-        else [f"ch{i:03d}" for i in range(data.shape[1])]
+        else [f"ch{i:03d}" for i in range(n_channels)]
     )
-    if len(names) != data.shape[1]:
-        raise DataError(f"{path}: {data.shape[1]} channels but {len(names)} names")
-    sample_times = _times(data.shape[2], extras.get("times", times), sfreq, first_time, str(path))
-    table = _table(
-        [image_id_of(v) for v in table_in[id_column]],
-        table_in["concept"] if "concept" in table_in.columns else None,
-        table_in["session"] if "session" in table_in.columns else None,
-    )
-    attrs = {
-        "participant": path.stem,
-        "source_file": str(path.resolve()),
-        "provenance": provenance.stamp(loader="numpy"),
-    }
-    return build_responses(
-        _array_source(data, str(path), names, sample_times),
-        table,
-        average=average,
-        repetitions=repetitions,
-        tmin=tmin,
-        tmax=tmax,
-        picks=picks,
-        decim=decim,
-        image_ids=image_ids,
-        attrs=attrs,
-    )
+    if len(names) != n_channels:
+        raise DataError(f"{path}: {n_channels} channels but {len(names)} names")
+    return names
 
 
 _PICKLE_WHY = (
@@ -296,12 +314,9 @@ def load_things_eeg2(
     ids = np.repeat([image_id_of(f) for f in files], n_reps)
     concepts = np.repeat([str(c).split("_", 1)[-1] for c in meta[concepts_key]], n_reps)
     table = _table(list(ids), list(concepts), None)
-    attrs = {
-        "participant": path.parent.name,
-        "source_file": str(path.resolve()),
-        "partition": partition,
-        "provenance": provenance.stamp(loader="things_eeg2"),
-    }
+    attrs = recording_attrs(
+        path.parent.name, path, provenance.stamp(loader="things_eeg2"), partition=partition
+    )
     return build_responses(
         _array_source(flat, str(path), names, sample_times),
         table,

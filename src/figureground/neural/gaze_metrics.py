@@ -23,7 +23,7 @@ import pandas as pd
 
 from figureground import logs
 from figureground.errors import DataError, UsageError
-from figureground.neural.gaze import GazeSettings, degrees_to_pixels, pixels_to_degrees
+from figureground.neural.gaze_units import GazeSettings, degrees_to_pixels, pixels_to_degrees
 
 log = logs.get_logger(__name__)
 
@@ -179,6 +179,26 @@ def _geometries(masks: Sequence[np.ndarray], settings: GazeSettings) -> list[Mas
     return [cache.setdefault(id(m), mask_geometry(m, settings)) for m in masks]
 
 
+def _trials(
+    gaze_deg: np.ndarray,
+    times: np.ndarray,
+    masks: Sequence[np.ndarray],
+    tmin: float,
+    tmax: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The checked gaze (float64) and the samples of its ``tmin..tmax`` window."""
+    gaze = _check_inputs(gaze_deg, masks)
+    return gaze, _post_onset(times, gaze.shape[2], tmin, tmax)
+
+
+def _window_xy(
+    gaze: np.ndarray, trial: int, window: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x and y of one trial's window and which of those samples are valid (finite)."""
+    x, y = gaze[trial, 0, window], gaze[trial, 1, window]
+    return x, y, np.isfinite(x) & np.isfinite(y)
+
+
 def gaze_metrics(
     gaze_deg: np.ndarray,
     times: np.ndarray,
@@ -205,15 +225,13 @@ def gaze_metrics(
     Metrics of a trial without valid samples (or with an empty mask) are NaN.
     """
     settings = settings or GazeSettings()
-    gaze = _check_inputs(gaze_deg, masks)
-    window = _post_onset(times, gaze.shape[2], tmin, tmax)
+    gaze, window = _trials(gaze_deg, times, masks, tmin, tmax)
     if image_ids is not None and len(image_ids) != gaze.shape[0]:
         raise DataError(f"{len(image_ids)} image ids for {gaze.shape[0]} trials")
     geometries = _geometries(masks, settings)
     rows = []
     for trial, geometry in enumerate(geometries):
-        x, y = gaze[trial, 0, window], gaze[trial, 1, window]
-        ok = np.isfinite(x) & np.isfinite(y)
+        x, y, ok = _window_xy(gaze, trial, window)
         x, y = x[ok], y[ok]
         centre = on_object(geometry, *degrees_to_image(0.0, 0.0, geometry.shape, settings))
         row = {
@@ -279,8 +297,7 @@ def gaze_density(
     settings = settings or GazeSettings()
     if extent <= 0 or bins < 2:
         raise UsageError(f"extent {extent}, bins {bins}; expected extent > 0 and bins >= 2")
-    gaze = _check_inputs(gaze_deg, masks)
-    window = _post_onset(times, gaze.shape[2], tmin, tmax)
+    gaze, window = _trials(gaze_deg, times, masks, tmin, tmax)
     edges = np.linspace(-extent, extent, bins + 1)
     centres = (edges[:-1] + edges[1:]) / 2
     grid_v, grid_u = np.meshgrid(centres, centres, indexing="ij")
@@ -288,8 +305,7 @@ def gaze_density(
     mean_mask = np.zeros((bins, bins))
     outside, used = 0.0, 0
     for trial, geometry in enumerate(_geometries(masks, settings)):
-        x, y = gaze[trial, 0, window], gaze[trial, 1, window]
-        ok = np.isfinite(x) & np.isfinite(y)
+        x, y, ok = _window_xy(gaze, trial, window)
         if not ok.any() or geometry.size == 0:
             continue
         row, col = degrees_to_image(x[ok], y[ok], geometry.shape, settings)

@@ -31,17 +31,18 @@ import pandas as pd
 from figureground import logs
 from figureground.errors import DataError
 from figureground.neural.preprocess import (
-    PreprocessSettings,
-    RunFile,
     decimate,
-    find_runs,
     gaze_at,
-    missing_runs,
-    participant_number,
     preprocess_run_with_gaze,
-    subject_label,
     zscore_baseline,
 )
+from figureground.neural.preprocess_bids import (
+    find_runs,
+    missing_runs,
+    participant_number,
+    subject_label,
+)
+from figureground.neural.preprocess_settings import PreprocessSettings, RunFile
 
 log = logs.get_logger(__name__)
 

@@ -165,12 +165,32 @@ def _one_line_error(proc, *needles: str) -> tuple[bool, str]:
     return ok, f"exit {proc.returncode}: {last[:220]}"
 
 
+Case = tuple[str, list[str], tuple[str, ...], dict[str, str] | None]
+"""A refused input: name, CLI arguments, text the one-line error must hold, environment."""
+
+
 def bad_files(base: Path, variants_dir: Path | None = None) -> list[Outcome]:
     """Manifests, study files and weights files that must be refused in one line."""
     folder = base / "bad-files"
     folder.mkdir(parents=True, exist_ok=True)
-    cases: list[tuple[str, list[str], tuple[str, ...], dict[str, str] | None]] = []
-    # manifests (CSV layout) with escaping, absolute and duplicate entries
+    cases = _manifest_cases(folder)
+    cases += _study_file_cases(folder, len(cases))
+    marker = folder / "pwned"
+    cases += _weights_cases(folder, marker)
+    outcomes = []
+    for name, args, needles, env in cases:
+        proc = run_cli(*args, env=env, timeout=300)
+        ok, detail = _one_line_error(proc, *needles)
+        if "pickle with code" in name:
+            ok = ok and not marker.exists()
+            detail += f"; code ran={marker.exists()}"
+        outcomes.append(Outcome("bad input", name, 1, int(ok), detail))
+    return outcomes
+
+
+def _manifest_cases(folder: Path) -> list[Case]:
+    """Manifests (CSV layout) with escaping, absolute and duplicate entries."""
+    cases: list[Case] = []
     root = folder / "root"
     (root / "a").mkdir(parents=True, exist_ok=True)
     (root / "b").mkdir(parents=True, exist_ok=True)
@@ -188,88 +208,62 @@ def bad_files(base: Path, variants_dir: Path | None = None) -> list[Outcome]:
     args = ["variants", str(root), "--layout", "folder", "--out", str(folder / "o2"),
             "--segmenter", "grabcut"]  # fmt: skip
     cases.append(("duplicate image ids in different folders", args, ("cat",), None))
-    # study files
+    return cases
+
+
+def _study_file_cases(folder: Path, first: int) -> list[Case]:
+    """Study files of a wrong type, an unknown key and a Python object (numbered from
+    ``first``, the count of the cases before them)."""
+    cases: list[Case] = []
     for name, text, needle in (
         ("study file with a wrong type", "variants:\n  workers: many\n", "variants.workers"),
         ("study file with an unknown key", "varaints:\n  workers: 1\n", "varaints"),
         ("study file building Python objects", "name: !!python/object/apply:os.system [id]\n",
          "study"),
     ):  # fmt: skip
-        path = folder / f"{needle.replace('.', '_')}_{len(cases)}.yaml"
+        path = folder / f"{needle.replace('.', '_')}_{first + len(cases)}.yaml"
         path.write_text(text)
         cases.append((name, ["run", str(path)], (str(path.name),), None))
-    # weights files
+    return cases
+
+
+def _features_args(images: Path, out: Path, model: str, weights: str) -> list[str]:
+    return ["features", str(images), "--out", str(out), "--model", model, "--weights", weights]
+
+
+def _weights_cases(folder: Path, marker: Path) -> list[Case]:
+    """A pickle that runs code (it would create ``marker``), another architecture's state
+    dict, and a cached model file whose hash does not match."""
     images = folder / "images"
     images.mkdir(exist_ok=True)
     (images / "red.png").write_bytes(_png_bytes(40, 30))
-    marker = folder / "pwned"
     evil = folder / "evil.pth"
     evil.write_bytes(_evil_pickle(marker))
-    cases.append(
-        (
-            "weights file that is a pickle with code",
-            [
-                "features",
-                str(images),
-                "--out",
-                str(folder / "e.zarr"),
-                "--model",
-                "resnet18",
-                "--weights",
-                str(evil),
-            ],
-            ("evil.pth",),
-            None,
-        )
-    )
     other = folder / "other_architecture.pth"
     _save_state_dict(other)
-    cases.append(
-        (
-            "weights file of another architecture",
-            [
-                "features",
-                str(images),
-                "--out",
-                str(folder / "w.zarr"),
-                "--model",
-                "resnet50",
-                "--weights",
-                str(other),
-            ],
-            ("other_architecture.pth",),
-            None,
-        )
-    )
     home = folder / "torch_home"
     (home / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)
     (home / "hub" / "checkpoints" / "resnet18-f37072fd.pth").write_bytes(b"not the weights")
-    cases.append(
+    return [
+        (
+            "weights file that is a pickle with code",
+            _features_args(images, folder / "e.zarr", "resnet18", str(evil)),
+            ("evil.pth",),
+            None,
+        ),
+        (
+            "weights file of another architecture",
+            _features_args(images, folder / "w.zarr", "resnet50", str(other)),
+            ("other_architecture.pth",),
+            None,
+        ),
         (
             "model file whose hash does not match",
-            [
-                "features",
-                str(images),
-                "--out",
-                str(folder / "h.zarr"),
-                "--model",
-                "resnet18",
-                "--weights",
-                "IMAGENET1K_V1",
-            ],
+            _features_args(images, folder / "h.zarr", "resnet18", "IMAGENET1K_V1"),
             ("f37072fd",),
             {"TORCH_HOME": str(home)},
-        )
-    )
-    outcomes = []
-    for name, args, needles, env in cases:
-        proc = run_cli(*args, env=env, timeout=300)
-        ok, detail = _one_line_error(proc, *needles)
-        if "pickle with code" in name:
-            ok = ok and not marker.exists()
-            detail += f"; code ran={marker.exists()}"
-        outcomes.append(Outcome("bad input", name, 1, int(ok), detail))
-    return outcomes
+        ),
+    ]
 
 
 def _evil_pickle(marker: Path) -> bytes:

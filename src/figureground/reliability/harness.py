@@ -46,13 +46,13 @@ def tiny_study() -> dict[str, Any]:
     """
     from figureground.config import AnalysesConfig
 
-    analyses: dict[str, Any] = {"seed": {"n_boot": 200}}
+    analyses: dict[str, Any] = {"seed_method": {"n_boot": 200}}
     for item in dataclasses.fields(AnalysesConfig):
         default = item.default
         switchable = dataclasses.is_dataclass(default) and "enabled" in {
             f.name for f in dataclasses.fields(default)
         }
-        if item.name != "seed" and switchable:
+        if item.name != "seed_method" and switchable:
             analyses[item.name] = {"enabled": False}
     return {
         "name": "tiny",
@@ -61,7 +61,9 @@ def tiny_study() -> dict[str, Any]:
         "variants": {"segmenter": "grabcut", "workers": 1},
         "features": {
             "batch_size": 4,
-            "models": [{"name": "resnet18", "weights": "none", "seed": 3, "layers": ["layer2"]}],
+            "models": [
+                {"name": "resnet18", "weights": "none", "random_state": 3, "layers": ["layer2"]}
+            ],
         },
         "neural": {
             "source": "simulate",
@@ -69,7 +71,7 @@ def tiny_study() -> dict[str, Any]:
                 "fg_weight": 1.0,
                 "bg_weight": 0.0,
                 "snr": 2.0,
-                "seed": 1,
+                "random_state": 1,
                 "participants": 2,
                 "test_images": 1,
                 "sessions": 2,

@@ -71,22 +71,15 @@ def _ratio_panel(ax: plt.Axes, table: pd.DataFrame) -> None:
     ax.plot(time, rows["null_mean"], color=NULL_COLOUR, ls="--", lw=1, label="null mean")
     ax.fill_between(time, rows["ci_low"], rows["ci_high"], color="black", alpha=0.15, lw=0)
     ax.plot(time, rows["ratio"], color="black", lw=1.5, label="in-mask ratio (95% CI)")
-    figure = (rows["p_figure"] < ALPHA).to_numpy()
-    ground = (rows["p_ground"] < ALPHA).to_numpy()
-    ax.scatter(
-        time[figure],
-        rows["ratio"][figure],
-        color=CONDITION_COLOURS[NO_BACKGROUND],
-        zorder=3,
-        label=f"figure, p < {ALPHA}",
-    )
-    ax.scatter(
-        time[ground],
-        rows["ratio"][ground],
-        color=CONDITION_COLOURS[NO_FOREGROUND],
-        zorder=3,
-        label=f"ground, p < {ALPHA}",
-    )
+    for region, condition in (("figure", NO_BACKGROUND), ("ground", NO_FOREGROUND)):
+        hits = (rows[f"p_{region}"] < ALPHA).to_numpy()
+        ax.scatter(
+            time[hits],
+            rows["ratio"][hits],
+            color=CONDITION_COLOURS[condition],
+            zorder=3,
+            label=f"{region}, p < {ALPHA}",
+        )
     ax.axhline(1.0, color="black", lw=0.7)
     ax.set_xlabel("time (ms)")
     ax.set_ylabel("in-mask ratio")

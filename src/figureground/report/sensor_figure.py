@@ -127,6 +127,99 @@ def _window_mask(
     return ((labels >= 0) & (p_values <= floor * (1 + 1e-9))).any(axis=0), False
 
 
+def _window_means(maps: xr.Dataset, windows: pd.DataFrame) -> tuple[list[np.ndarray], float]:
+    """Each window's mean map over its time points, and the colour limit they share."""
+    times = maps["time"].values
+    means = [
+        np.nanmean(maps["t_obs"].values[(times >= w.tmin) & (times <= w.tmax)], axis=0)
+        for w in windows.itertuples()
+    ]
+    limit = float(np.nanmax(np.abs(means))) if means else 1.0
+    return means, limit if limit > 0 else 1.0
+
+
+def _draw_window(
+    ax: plt.Axes,
+    mean: np.ndarray,
+    sub_info,
+    maps: xr.Dataset,
+    window: pd.Series,
+    limit: float,
+    alpha: float,
+    min_p: float,
+):
+    """One window's topomap with its cluster sensors marked; returns the map's image."""
+    import mne
+
+    mask, significant = _window_mask(maps, window, alpha, min_p)
+    image, _ = mne.viz.plot_topomap(
+        mean,
+        sub_info,
+        ch_type="mag",
+        mask=mask,
+        mask_params=_SIGNIFICANT if significant else _DESCRIPTIVE,
+        cmap="RdBu_r",
+        vlim=(-limit, limit),
+        axes=ax,
+        show=False,
+        contours=0,
+        sensors=True,
+    )
+    note = (
+        ""
+        if not mask.any()
+        else ("cluster p ≤ α" if significant else f"open: cluster p = {min_p:.3g}")
+    )
+    ax.set_title(f"{window.tmin:.3g} to {window.tmax:.3g} s\n{note}", fontsize=8)
+    return image
+
+
+def _label_row(row_axes: np.ndarray, heading: str, min_p: float, alpha: float) -> None:
+    """The row's heading on its left; under it, a note when no cluster can be significant."""
+    row_axes[0].text(
+        -0.15, 0.5, heading or "figure − ground", transform=row_axes[0].transAxes,
+        rotation=90, va="center", ha="right", fontsize=9,
+    )  # fmt: skip
+    if np.isfinite(min_p) and min_p > alpha:
+        row_axes[-1].text(
+            1.0, -0.08, f"smallest attainable cluster p = {min_p:.3g} > {alpha}:\n"
+            "no cluster can be significant", transform=row_axes[-1].transAxes,
+            ha="right", va="top", fontsize=7,
+        )  # fmt: skip
+
+
+def _draw_row(
+    fig: plt.Figure,
+    row_axes: np.ndarray,
+    panel: tuple[str, pd.DataFrame, float],
+    info,
+    sensors: list[str],
+    n_windows: int,
+    width: float,
+    alpha: float,
+) -> None:
+    """One figure row: the panel's maps at its peak windows, its labels and colour bar."""
+    import mne
+
+    heading, rows, min_p = panel
+    maps = _maps(rows, sensors)
+    windows = peak_windows(maps["t_obs"].values, maps["time"].values, n_windows, width, maps, alpha)
+    picks = [sensors.index(name) for name in maps["sensor"].values]
+    sub_info = mne.pick_info(info, picks)
+    means, limit = _window_means(maps, windows)
+    image = None
+    for column in range(n_windows):
+        ax = row_axes[column]
+        if column >= len(windows):
+            ax.axis("off")
+            continue
+        window = windows.iloc[column]
+        image = _draw_window(ax, means[column], sub_info, maps, window, limit, alpha, min_p)
+    _label_row(row_axes, heading, min_p, alpha)
+    if image is not None:
+        fig.colorbar(image, ax=row_axes.tolist(), shrink=0.7, label="figure − ground")
+
+
 def sensor_figure(
     data: pd.DataFrame | xr.DataArray,
     info,
@@ -154,8 +247,6 @@ def sensor_figure(
     -------
     The PNG path.
     """
-    import mne
-
     if isinstance(data, dict):
         data = stack_participants(data)
     panels = _panels(data, clusters)
@@ -165,59 +256,8 @@ def sensor_figure(
     fig, axes = plt.subplots(
         len(panels), n_windows, figsize=(2.6 * n_windows + 0.8, 2.8 * len(panels)), squeeze=False
     )
-    for row, (heading, rows, min_p) in enumerate(panels):
-        maps = _maps(rows, sensors)
-        windows = peak_windows(
-            maps["t_obs"].values, maps["time"].values, n_windows, width, maps, alpha
-        )
-        picks = [sensors.index(name) for name in maps["sensor"].values]
-        sub_info = mne.pick_info(info, picks)
-        times = maps["time"].values
-        means = [
-            np.nanmean(maps["t_obs"].values[(times >= w.tmin) & (times <= w.tmax)], axis=0)
-            for w in windows.itertuples()
-        ]
-        limit = float(np.nanmax(np.abs(means))) if means else 1.0
-        limit = limit if limit > 0 else 1.0
-        image = None
-        for column in range(n_windows):
-            ax = axes[row, column]
-            if column >= len(windows):
-                ax.axis("off")
-                continue
-            window = windows.iloc[column]
-            mask, significant = _window_mask(maps, window, alpha, min_p)
-            image, _ = mne.viz.plot_topomap(
-                means[column],
-                sub_info,
-                ch_type="mag",
-                mask=mask,
-                mask_params=_SIGNIFICANT if significant else _DESCRIPTIVE,
-                cmap="RdBu_r",
-                vlim=(-limit, limit),
-                axes=ax,
-                show=False,
-                contours=0,
-                sensors=True,
-            )
-            note = (
-                ""
-                if not mask.any()
-                else ("cluster p ≤ α" if significant else f"open: cluster p = {min_p:.3g}")
-            )
-            ax.set_title(f"{window.tmin:.3g} to {window.tmax:.3g} s\n{note}", fontsize=8)
-        axes[row, 0].text(
-            -0.15, 0.5, heading or "figure − ground", transform=axes[row, 0].transAxes,
-            rotation=90, va="center", ha="right", fontsize=9,
-        )  # fmt: skip
-        if np.isfinite(min_p) and min_p > alpha:
-            axes[row, -1].text(
-                1.0, -0.08, f"smallest attainable cluster p = {min_p:.3g} > {alpha}:\n"
-                "no cluster can be significant", transform=axes[row, -1].transAxes,
-                ha="right", va="top", fontsize=7,
-            )  # fmt: skip
-        if image is not None:
-            fig.colorbar(image, ax=axes[row].tolist(), shrink=0.7, label="figure − ground")
+    for row_axes, panel in zip(axes, panels, strict=True):
+        _draw_row(fig, row_axes, panel, info, sensors, n_windows, width, alpha)
     fig.suptitle("figure − ground per sensor (group mean over peak windows)", fontsize=10)
     path = Path(path)
     save_figure(fig, path.with_suffix(""))

@@ -7,15 +7,20 @@ whose results are absent are left out.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from figureground import logs
 from figureground.report import figures
+from figureground.report.sections import figure_section, read_results_csv
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from figureground.neural.gaze_metrics import GazeDensity
 
 log = logs.get_logger(__name__)
 
@@ -70,15 +75,10 @@ GAZE_CAPTION = (
 )
 
 
-def _b64(png: bytes) -> str:
-    return base64.b64encode(png).decode("ascii")
-
-
 def _read_csv(path: Path) -> pd.DataFrame | None:
-    if not path.exists():
-        return None
-    table = pd.read_csv(path, keep_default_na=False, na_values=[""], low_memory=False)
-    return None if table.empty else table
+    """The results table at ``path``; None when it is absent or has no rows."""
+    table = read_results_csv(path, low_memory=False)
+    return None if table is None or table.empty else table
 
 
 def _first_model(table: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
@@ -95,7 +95,7 @@ def _section(title: str, make_png: Callable[[], bytes], caption: str) -> dict[st
     except Exception as exc:  # a figure must not cost the rest of the report
         log.warning("report: the figure of %r could not be drawn (%s)", title, exc)
         return None
-    return {"title": title, "figure": _b64(png), "caption": caption, "tables": []}
+    return figure_section(title, png, caption)
 
 
 def mask_partition_section(results_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
@@ -114,6 +114,17 @@ def mask_partition_section(results_dir: Path, fig_dir: Path) -> dict[str, Any] |
     )
 
 
+def _readout_maps(store: Path, participant: str) -> xr.Dataset:
+    """The readout maps of ``participant`` (all of ``store`` when it has no participants)."""
+    import xarray as xr
+
+    from figureground.features.store import quiet_zarr
+
+    with quiet_zarr():
+        maps = xr.open_zarr(store, consolidated=False).load()
+    return maps.sel(participant=participant) if "participant" in maps.dims else maps
+
+
 def readout_section(results_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
     """Readout maps over time and the in-mask ratio against shuffled masks."""
     from figureground.report.readout_figure import build_readout_figure
@@ -125,13 +136,7 @@ def readout_section(results_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
     first = str(table["participant"].iloc[0])
 
     def draw() -> bytes:
-        import xarray as xr
-
-        from figureground.features.store import quiet_zarr
-
-        with quiet_zarr():
-            maps = xr.open_zarr(store, consolidated=False).load()
-        own = maps.sel(participant=first) if "participant" in maps.dims else maps
+        own = _readout_maps(store, first)
         rows = table[table["participant"].astype(str) == first]
         return figures.save_figure(build_readout_figure(own, rows), fig_dir / "fig8_readout")
 
@@ -198,11 +203,35 @@ def decoding_section(results_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
     )
 
 
-def gaze_section(results_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
-    """Where the participants looked, and figure vs ground by gaze stratum."""
+def _gaze_density(path: Path) -> GazeDensity:
+    """The gaze density saved at ``path`` (``results/gaze_density.npz``)."""
     import numpy as np
 
     from figureground.neural.gaze_metrics import GazeDensity
+
+    with np.load(path, allow_pickle=False) as data:
+        return GazeDensity(
+            data["density"],
+            data["mean_mask"],
+            data["edges"],
+            int(data["n_trials"]),
+            float(data["outside_share"]),
+        )
+
+
+def _gaze_tables(table: pd.DataFrame, strata: pd.DataFrame | None) -> list[tuple[str, Any]]:
+    """Gaze shares per participant and, when stratified, figure vs ground per stratum."""
+    shares = table.groupby("participant")[["valid_share", "gaze_on_object", "object_share"]]
+    tables = [("Mean per participant", shares.mean().reset_index())]
+    if strata is not None:
+        shown = ["participant", "stratum", "n_images", "figure", "ground"]
+        shown.append("figure_minus_ground")
+        tables.append(("Figure vs ground by gaze stratum", strata[shown]))
+    return tables
+
+
+def gaze_section(results_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
+    """Where the participants looked, and figure vs ground by gaze stratum."""
     from figureground.report.gaze_figure import gaze_figure
 
     table = _read_csv(results_dir / "gaze.csv")
@@ -214,24 +243,11 @@ def gaze_section(results_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
         strata = _first_model(strata)[1]
 
     def draw() -> bytes:
-        with np.load(density_path, allow_pickle=False) as data:
-            density = GazeDensity(
-                data["density"],
-                data["mean_mask"],
-                data["edges"],
-                int(data["n_trials"]),
-                float(data["outside_share"]),
-            )
-        return gaze_figure(density, table, fig_dir / "fig11_gaze", strata)
+        return gaze_figure(_gaze_density(density_path), table, fig_dir / "fig11_gaze", strata)
 
     section = _section("Fig. 11 — where the participants looked", draw, GAZE_CAPTION)
     if section is not None:
-        shares = table.groupby("participant")[["valid_share", "gaze_on_object", "object_share"]]
-        section["tables"].append(("Mean per participant", shares.mean().reset_index()))
-        if strata is not None:
-            shown = ["participant", "stratum", "n_images", "figure", "ground"]
-            shown.append("figure_minus_ground")
-            section["tables"].append(("Figure vs ground by gaze stratum", strata[shown]))
+        section["tables"].extend(_gaze_tables(table, strata))
     return section
 
 

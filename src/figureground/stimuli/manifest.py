@@ -135,37 +135,12 @@ def build_manifest(
         are absolute or leave the root.
     """
     root_path = Path(root)
-    if not root_path.is_dir():
-        raise UsageError(f"stimulus root {root_path} is not a folder")
-    if csv_path is not None:
-        if layout not in ("things", "csv"):
-            raise UsageError(f"csv_path was given with layout {layout!r}; use layout='csv'")
-        layout = "csv"
-    if layout not in SOURCES:
-        raise UsageError(
-            f"unknown stimulus layout {layout!r}; expected one of {', '.join(SOURCES)}"
-        )
     skipped: list[str] = []
-    entries = SOURCES[layout](
-        root_path, exemplars, None if csv_path is None else Path(csv_path), skipped
-    )
-    _check_unique(entries)
-    entries.sort(key=_sort_key)
-    rows = []
-    for entry in logs.progress(entries, total=len(entries), desc="stimuli"):
-        details = _inspect(root_path / entry.path, max_pixels, full_decode)
-        if details["status"] != "ok":
-            log.warning("%s: %s", entry.path, details["error"])
-        rows.append(
-            {
-                "image_id": entry.image_id,
-                "concept": entry.concept,
-                "exemplar": pd.NA if entry.exemplar is None else entry.exemplar,
-                "path": entry.path,
-                "set": entry.set,
-                **details,
-            }
-        )
+    entries = _entries(root_path, layout, exemplars, csv_path, skipped)
+    rows = [
+        _row(entry, root_path, max_pixels, full_decode)
+        for entry in logs.progress(entries, total=len(entries), desc="stimuli")
+    ]
     frame = _typed(pd.DataFrame(rows, columns=list(COLUMNS)))
     frame.attrs["skipped"] = skipped
     if skipped:
@@ -175,6 +150,47 @@ def build_manifest(
     failed = int((frame["status"] != "ok").sum())
     log.info("manifest of %s: %d images, %d failed", root_path, len(frame), failed)
     return frame
+
+
+def _entries(
+    root: Path,
+    layout: str,
+    exemplars: int | None,
+    csv_path: str | os.PathLike | None,
+    skipped: list[str],
+) -> list[Entry]:
+    """The images of the layout, unique ids checked, in manifest order; skips to ``skipped``."""
+    if not root.is_dir():
+        raise UsageError(f"stimulus root {root} is not a folder")
+    if csv_path is not None:
+        if layout not in ("things", "csv"):
+            raise UsageError(f"csv_path was given with layout {layout!r}; use layout='csv'")
+        layout = "csv"
+    if layout not in SOURCES:
+        raise UsageError(
+            f"unknown stimulus layout {layout!r}; expected one of {', '.join(SOURCES)}"
+        )
+    entries = SOURCES[layout](
+        root, exemplars, None if csv_path is None else Path(csv_path), skipped
+    )
+    _check_unique(entries)
+    entries.sort(key=_sort_key)
+    return entries
+
+
+def _row(entry: Entry, root: Path, max_pixels: int, full_decode: bool) -> dict[str, object]:
+    """The manifest row of one entry (a warning when its file cannot be used)."""
+    details = _inspect(root / entry.path, max_pixels, full_decode)
+    if details["status"] != "ok":
+        log.warning("%s: %s", entry.path, details["error"])
+    return {
+        "image_id": entry.image_id,
+        "concept": entry.concept,
+        "exemplar": pd.NA if entry.exemplar is None else entry.exemplar,
+        "path": entry.path,
+        "set": entry.set,
+        **details,
+    }
 
 
 def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> None:

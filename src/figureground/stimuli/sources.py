@@ -108,27 +108,24 @@ def walk_image_files(top: Path, skipped: list[str]) -> Iterator[Path]:
             dirnames[:] = []
             continue
         seen.add(key)
-        kept_dirs = []
-        for name in sorted(dirnames):
-            if name.startswith("."):
-                continue
-            if not _is_utf8(name):
-                skipped.append(
-                    f"{_printable(os.path.join(dirpath, name))}: folder name is not valid UTF-8"
-                )
-                continue
-            kept_dirs.append(name)
-        dirnames[:] = kept_dirs
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            if not _is_utf8(name):
-                skipped.append(
-                    f"{_printable(os.path.join(dirpath, name))}: file name is not valid UTF-8"
-                )
-                continue
+        dirnames[:] = list(_listed_names(dirpath, dirnames, "folder", skipped))
+        for name in _listed_names(dirpath, filenames, "file", skipped):
             if Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 yield Path(dirpath, name)
+
+
+def _listed_names(dirpath: str, names: list[str], kind: str, skipped: list[str]) -> Iterator[str]:
+    """``names`` in sorted order without hidden ones; names that are not UTF-8 are appended to
+    ``skipped`` when reached (lazily, so the caller's own notes keep their order)."""
+    for name in sorted(names):
+        if name.startswith("."):
+            continue
+        if not _is_utf8(name):
+            skipped.append(
+                f"{_printable(os.path.join(dirpath, name))}: {kind} name is not valid UTF-8"
+            )
+            continue
+        yield name
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -328,13 +328,7 @@ def make_synth(
     if stamp_path.is_file() and json.loads(stamp_path.read_text()).get("params_hash") == key:
         log.info("%s already holds this synthetic data set", out)
         return out
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"{out} exists and holds something else; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    staging = out / f".staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    from figureground.stimuli import write_manifest
-
+    staging = _staging_folder(out)
     log.info(
         "synthetic THINGS data at fraction %g: %d images, %d epochs x %d participants "
         "(%.2f GB each)",
@@ -344,25 +338,7 @@ def make_synth(
         participants,
         size.epochs_bytes / 1e9,
     )
-    manifest = synth_manifest(size)
-    (staging / "stimuli").mkdir()
-    write_manifest(manifest, staging / "stimuli" / "manifest.csv")
-    features = write_synth_features(staging / "features.zarr", manifest, seed, layer, channels)
-    (staging / "meg").mkdir()
-    for participant in logs.progress(range(1, participants + 1), participants, "participants"):
-        trials = trial_table(manifest, size, seed, participant)
-        write_synth_epochs(
-            staging / "meg",
-            participant,
-            trials,
-            features,
-            seed,
-            snr,
-            fg_weight,
-            bg_weight,
-            layer,
-            part_epochs,
-        )
+    _write_data_set(staging, size, params, part_epochs)
     for name in ("stimuli", "features.zarr", "meg"):
         os.replace(staging / name, out / name)
     shutil.rmtree(staging)
@@ -376,3 +352,43 @@ def make_synth(
         },
     )
     return out
+
+
+def _staging_folder(out: Path) -> Path:
+    """A fresh staging folder inside ``out``, which must be empty or new."""
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} exists and holds something else; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / f".staging-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    return staging
+
+
+def _write_data_set(staging: Path, size: SynthSize, params: dict, part_epochs: int) -> None:
+    """Manifest, features and every participant's epochs under ``staging`` (``params``: those
+    of :func:`make_synth`, as hashed)."""
+    from figureground.stimuli import write_manifest
+
+    seed, layer = params["seed"], params["layer"]
+    manifest = synth_manifest(size)
+    (staging / "stimuli").mkdir()
+    write_manifest(manifest, staging / "stimuli" / "manifest.csv")
+    features = write_synth_features(
+        staging / "features.zarr", manifest, seed, layer, params["channels"]
+    )
+    (staging / "meg").mkdir()
+    participants = params["participants"]
+    for participant in logs.progress(range(1, participants + 1), participants, "participants"):
+        trials = trial_table(manifest, size, seed, participant)
+        write_synth_epochs(
+            staging / "meg",
+            participant,
+            trials,
+            features,
+            seed,
+            params["snr"],
+            params["fg_weight"],
+            params["bg_weight"],
+            layer,
+            part_epochs,
+        )

@@ -68,7 +68,27 @@ FLOAT_METRICS = (
 
 @dataclass(frozen=True)
 class VariantParams:
-    """Everything that changes the variant images; hashed into each image's record key."""
+    """Everything that changes the variant images; hashed into each image's record key.
+
+    Attributes
+    ----------
+    segmenter
+        Segmenter spec (``isnet``, ``u2net``, ``rembg:<model>``, ``grabcut``, ``masks:<dir>``).
+    threshold, dilate
+        Alpha threshold of the object mask and its dilation in pixels.
+    inpaint, inpaint_radius, inpaint_max_side
+        OpenCV method (``telea`` / ``ns``), its radius, and the long side above which the fill
+        is computed at reduced resolution (0 = always full resolution).
+    fill
+        Background colour of the no-background image.
+    little_background_above
+        ``fg_fraction`` above which an image is flagged ``little_background``.
+    alpha_floor
+        Alpha below which the no-background image shows only the fill colour (0 = off: the
+        soft alpha as the segmenter gave it). Must lie in [0, threshold]. The saved mask is
+        the segmenter's alpha either way; a value other than 0 is part of the record key, so
+        changing it remakes every image.
+    """
 
     segmenter: str = "isnet"
     threshold: float = 0.5

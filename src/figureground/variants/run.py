@@ -160,22 +160,9 @@ def make_variants(
     manifest
         A manifest from :func:`figureground.stimuli.build_manifest`; built from
         ``layout``/``exemplars``/``csv_path`` when ``None``.
-    segmenter
-        Segmenter spec (``isnet``, ``u2net``, ``rembg:<model>``, ``grabcut``, ``masks:<dir>``).
-    inpaint, inpaint_radius, inpaint_max_side
-        OpenCV method (``telea`` / ``ns``), its radius, and the long side above which the fill
-        is computed at reduced resolution (0 = always full resolution).
-    threshold, dilate
-        Alpha threshold of the object mask and its dilation in pixels.
-    fill
-        Background colour of the no-background image.
-    alpha_floor
-        Alpha below which the no-background image shows only the fill colour (0 = off: the
-        soft alpha as the segmenter gave it). Must lie in [0, threshold]. The saved mask is
-        the segmenter's alpha either way; a value other than 0 is part of the record key, so
-        changing it remakes every image.
-    little_background_above
-        ``fg_fraction`` above which an image is flagged ``little_background``.
+    segmenter, inpaint, threshold, dilate, inpaint_radius, inpaint_max_side, fill
+        Image parameters, each described in :class:`VariantParams` (as are
+        ``little_background_above`` and ``alpha_floor``).
     workers
         Worker processes, each with one segmenter session. With a batched segmenter
         (``isnet-torch``) one process holds the network and ``workers`` threads load and
@@ -205,27 +192,58 @@ def make_variants(
         little_background_above=little_background_above,
         alpha_floor=float(alpha_floor),
     )
+    _check_options(params, workers, batch_size, scheduler)
+    if manifest is None:
+        manifest = _manifest_of(source_root, layout, exemplars, csv_path)
+    spec = resolve_segmenter(segmenter)
+    key = _record_key(params, spec)
+    _prepare_out_dir(out_dir)
+    records, tasks = _plan_tasks(manifest, source_root, out_dir, params, key)
+    log.info(
+        "variants of %d images with %s (%d workers) -> %s", len(tasks), spec.spec, workers, out_dir
+    )
+    _collect_records(records, _run_tasks(tasks, spec, workers, scheduler, batch_size))
+    table = _variants_table(manifest, records, params, spec, key)
+    _write_summary(out_dir, table, source_root, params, spec, key)
+    return table
+
+
+def _check_options(params: VariantParams, workers: int, batch_size: int, scheduler: str) -> None:
+    """Raise :class:`UsageError` naming the first bad parameter or run option."""
     params.validate()
     if workers < 1:
         raise UsageError(f"--workers {workers}: expected at least 1")
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: expected at least 1")
     parse_scheduler(scheduler)
-    if manifest is None:
-        from figureground.stimuli import build_manifest
 
-        manifest = build_manifest(
-            source_root, layout=layout, exemplars=exemplars, csv_path=csv_path
-        )
-    spec = resolve_segmenter(segmenter)
+
+def _manifest_of(
+    source_root: Path, layout: str, exemplars: int, csv_path: str | os.PathLike | None
+) -> pd.DataFrame:
+    from figureground.stimuli import build_manifest
+
+    return build_manifest(source_root, layout=layout, exemplars=exemplars, csv_path=csv_path)
+
+
+def _record_key(params: VariantParams, spec: SegmenterSpec) -> str:
+    """The hash that marks a record as made with these parameters, model and format."""
     key_fields = {"params": params.hashed(), "model_sha256": spec.model_sha256}
     if spec.precision:  # batched torch segmenters: bf16 and fp32 masks differ slightly
         key_fields["precision"] = spec.precision
-    key = params_hash({**key_fields, "format": FORMAT_VERSION})
+    return params_hash({**key_fields, "format": FORMAT_VERSION})
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     if removed := remove_stale_temporaries(out_dir):
         log.info("removed %d temporary files left by an interrupted run", removed)
 
+
+def _plan_tasks(
+    manifest: pd.DataFrame, source_root: Path, out_dir: Path, params: VariantParams, key: str
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Records of the images that failed upstream, and a task for every other image."""
     records: dict[str, dict[str, Any]] = {}
     tasks = []
     for row in manifest.itertuples(index=False):
@@ -243,11 +261,13 @@ def make_variants(
                 "params_hash": key,
             }
         )
-    log.info(
-        "variants of %d images with %s (%d workers) -> %s", len(tasks), spec.spec, workers, out_dir
-    )
+    return records, tasks
+
+
+def _collect_records(records: dict[str, dict[str, Any]], results: Iterator[dict[str, Any]]) -> None:
+    """Add each finished image's record to ``records``; log how many were reused."""
     skipped = refreshed = 0
-    for record in _run_tasks(tasks, spec, workers, scheduler, batch_size):
+    for record in results:
         records[record["image_id"]] = record
         skipped += bool(record.get("skipped"))
         refreshed += bool(record.get("metrics_refreshed"))
@@ -260,7 +280,16 @@ def make_variants(
             refreshed,
         )
 
-    table = _variants_table(manifest, records, params, spec, key)
+
+def _write_summary(
+    out_dir: Path,
+    table: pd.DataFrame,
+    source_root: Path,
+    params: VariantParams,
+    spec: SegmenterSpec,
+    key: str,
+) -> None:
+    """Write variants.csv and variants.json; warn about each failed image."""
     with atomic_path(out_dir / "variants.csv") as tmp:
         table.to_csv(tmp, index=False, lineterminator="\n")
     n_failed = int((table["status"] != "ok").sum())
@@ -279,7 +308,6 @@ def make_variants(
     )
     for row in table[table["status"] != "ok"].itertuples(index=False):
         log.warning("%s failed: %s", row.path, row.error)
-    return table
 
 
 def _variants_table(

@@ -69,7 +69,7 @@ def rsa_ceiling_repetitions(test: Any, cfg: AnalysesConfig, participant: str) ->
     if nc.rsa_groups is None:
         groups = [test.isel(repetition=r) for r in range(test.sizes["repetition"])]
     else:
-        groups = average_repetition_groups(test, nc.rsa_groups, nc.seed)
+        groups = average_repetition_groups(test, nc.rsa_groups, nc.random_state)
     rdms = np.stack(
         [
             compute_rdms(np.asarray(g.values), cfg.rsa.metric, batch_size=cfg.rsa.batch_size)
@@ -137,10 +137,10 @@ def encoding_ceiling(test: Any, cfg: AnalysesConfig, participant: str) -> pd.Dat
     from figureground.analysis.noise_ceiling import reliability_band, split_half_reliability
 
     nc = cfg.noise_ceiling
-    band = reliability_band(test, n_splits=nc.n_splits, seed=nc.seed, ci=nc.ci)
+    band = reliability_band(test, n_splits=nc.n_splits, seed=nc.random_state, ci=nc.ci)
     n_images = test.sizes["image"]
     n_reps = test.sizes["repetition"]
-    reliability = split_half_reliability(test, nc.n_splits, nc.seed).values
+    reliability = split_half_reliability(test, nc.n_splits, nc.random_state).values
     single = reliability / (n_reps - (n_reps - 1) * reliability)
     ceiling = np.sqrt(np.clip(single, 0.0, 1.0)).mean(axis=1)  # (split, time)
     tail = (1 - nc.ci) / 2 * 100

@@ -154,7 +154,11 @@ def cluster_tests(
     unique variance) two-sided. Curves need at least 2 participants.
     """
     st = cfg.stats
-    options = {"threshold": st.threshold, "n_permutations": st.n_permutations, "seed": st.seed}
+    options = {
+        "threshold": st.threshold,
+        "n_permutations": st.n_permutations,
+        "seed": st.random_state,
+    }
     tables = []
     for job in cluster_plan(cfg, rsa, encoding, partition):
         curves, times, people = _curves(job.table, job.curve)

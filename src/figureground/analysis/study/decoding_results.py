@@ -22,12 +22,11 @@ from figureground import logs
 from figureground.analysis.study.columns import FIGURE, GROUND
 from figureground.analysis.study.encoding_results import ridge_settings
 from figureground.analysis.study.inputs import condition_features, held_first
+from figureground.analysis.study.layer_views import region_masks, viewed_features
 from figureground.analysis.study.rsa_results import (
     describe_store,
-    region_masks,
-    scaled,
-    viewed_features,
 )
+from figureground.analysis.study.scaling import scaled
 from figureground.conditions import ORIGINAL
 from figureground.config import AnalysesConfig
 from figureground.errors import DataError, UsageError
@@ -75,7 +74,7 @@ def repetition_decoding(
     )
 
     dec = cfg.decoding
-    options = {"max_pairs": dec.max_pairs, "seed": dec.seed, "decim": dec.decim}
+    options = {"max_pairs": dec.max_pairs, "seed": dec.random_state, "decim": dec.decim}
     tables, notes = [], []
     for participant, responses in test.items():
         data = responses.transpose("image", "repetition", "channel", "time")
@@ -145,7 +144,7 @@ def cross_results(
                         sets,
                         settings=settings,
                         n_splits=dec.n_splits,
-                        seed=dec.seed,
+                        seed=dec.random_state,
                         n_boot=dec.n_boot,
                         backend=enc.backend,
                         participant=participant,
@@ -158,7 +157,7 @@ def cross_results(
     table = pd.concat(per_person, ignore_index=True)
     tables = [_tidy(table, analysis="cross")]
     if table["participant"].nunique() >= 2:
-        group = group_decoding(table, n_boot=dec.n_boot, seed=dec.seed)
+        group = group_decoding(table, n_boot=dec.n_boot, seed=dec.random_state)
         tables.append(_tidy(group, analysis="cross"))
     return pd.concat(tables, ignore_index=True), notes
 

@@ -10,7 +10,8 @@ import pandas as pd
 from figureground import logs
 from figureground.analysis.study.columns import ENCODING_COLUMNS, FIGURE, GROUND, PARTITION_COLUMNS
 from figureground.analysis.study.inputs import condition_features, held_first
-from figureground.analysis.study.rsa_results import describe_store, scaled, span_basis
+from figureground.analysis.study.rsa_results import describe_store
+from figureground.analysis.study.scaling import scaled, span_basis
 from figureground.conditions import CONDITIONS
 from figureground.config import AnalysesConfig
 from figureground.features.store import FeatureStore
@@ -58,7 +59,7 @@ def encoding_results(
     options = {
         "n_splits": enc.n_splits,
         "settings": settings,
-        "seed": enc.seed,
+        "seed": enc.random_state,
         "backend": enc.backend,
     }
     encodings: dict[tuple[int, ...], pd.DataFrame] = {}

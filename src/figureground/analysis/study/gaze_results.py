@@ -27,6 +27,7 @@ from figureground import logs
 from figureground.analysis.study.tables import json_records, write_csv
 from figureground.errors import DataError
 from figureground.features.store import FeatureStore
+from figureground.neural.recording import Recording
 
 log = logs.get_logger(__name__)
 
@@ -50,13 +51,13 @@ def read_gaze_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return gaze, times
 
 
-def _trials(files: Mapping[str, Any]) -> pd.DataFrame:
+def _trials(recording: Recording) -> pd.DataFrame:
     """Epoch index and image id of each experiment trial of a THINGS-MEG entry."""
     from figureground.neural.things_meg import read_epochs_lazy, trials_table
 
-    epochs_path = Path(files["epochs"])
-    if files.get("attributes"):
-        metadata = pd.read_csv(files["attributes"], low_memory=False)
+    epochs_path = Path(recording.epochs)
+    if recording.attributes:
+        metadata = pd.read_csv(recording.attributes, low_memory=False)
     else:
         metadata = read_epochs_lazy(epochs_path).metadata
         if metadata is None:
@@ -75,17 +76,17 @@ def _known_masks(variants_dir: Path) -> pd.Series:
 
 
 def participant_gaze(
-    participant: str, files: Mapping[str, Any], variants_dir: Path, cfg: Any
+    participant: str, recording: Recording, variants_dir: Path, cfg: Any
 ) -> tuple[pd.DataFrame, Any]:
     """One participant's gaze table (one row per trial with a mask) and gaze density."""
     from figureground.neural.gaze_metrics import gaze_density, gaze_metrics
     from figureground.variants.masks import read_mask
 
-    gaze, times = read_gaze_file(Path(files["gaze"]))
-    trials = _trials(files)
+    gaze, times = read_gaze_file(Path(recording.gaze))
+    trials = _trials(recording)
     if trials["epoch"].max() >= gaze.shape[0]:
         raise DataError(
-            f"{files['gaze']}: {gaze.shape[0]} epochs, but trial {trials['epoch'].max()} "
+            f"{recording.gaze}: {gaze.shape[0]} epochs, but trial {trials['epoch'].max()} "
             "exists; the gaze file and the epochs do not match"
         )
     known = _known_masks(variants_dir)
@@ -241,16 +242,16 @@ def stratified_rsa(
 
 
 def gaze_tables(
-    cfg: Any, neural_files: Mapping[str, Mapping[str, Any]], variants_dir: Path
+    cfg: Any, neural_files: Mapping[str, Recording], variants_dir: Path
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], list[str]]:
     """Every participant's gaze table, the pooled density and one note per skipped one."""
     tables, densities, notes = [], [], []
-    for participant, files in neural_files.items():
-        if not files.get("gaze"):
+    for participant, recording in neural_files.items():
+        if not recording.gaze:
             notes.append(f"{participant} has no eye tracking (gaze_P<n>.npz); left out")
             continue
         try:
-            table, density = participant_gaze(participant, files, variants_dir, cfg)
+            table, density = participant_gaze(participant, recording, variants_dir, cfg)
         except DataError as exc:
             notes.append(f"{participant}: {exc}")
             continue
@@ -273,22 +274,22 @@ def _participant_summary(table: pd.DataFrame) -> dict[str, Any]:
 
 def run_gaze(
     analyses: Any,
-    neural_files: Mapping[str, Mapping[str, Any]],
+    neural_files: Mapping[str, Recording],
     feature_stores: Mapping[str, FeatureStore],
     results_dir: Path,
     summary: dict[str, Any],
     variants_csv: Path | None,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Recording]:
     """The gaze analysis; returns the neural entries the other analyses should read.
 
-    With ``exclude`` or ``regress`` each entry gains ``adjust`` (applied by
+    With ``exclude`` or ``regress`` each recording gains ``adjust`` (applied by
     :class:`~figureground.analysis.study.inputs.LazyRecordings` on reading). Earlier gaze
     outputs are removed first, so a disabled or failed analysis leaves none behind.
     """
     cfg = analyses.gaze
     for name in GAZE_FILES:
         (results_dir / name).unlink(missing_ok=True)
-    entries = {p: dict(files) for p, files in neural_files.items()}
+    entries = dict(neural_files)
     if not cfg.enabled:
         return entries
     if variants_csv is None or not Path(variants_csv).is_file():
@@ -317,7 +318,7 @@ def run_gaze(
         info["excluded_trials"] = {p: len(ids) for p, ids in dropped.items()}
         adjust = exclude_adjust(dropped)
         for p in dropped:
-            entries[p]["adjust"] = adjust
+            entries[p] = entries[p].with_adjust(adjust)
     elif cfg.mode == "regress":
         columns = ["gaze_on_object", "distance_from_mask"]
         covariates = {
@@ -325,7 +326,7 @@ def run_gaze(
         }
         adjust = regress_adjust(covariates)
         for p in covariates:
-            entries[p]["adjust"] = adjust
+            entries[p] = entries[p].with_adjust(adjust)
         info["regressed_out"] = columns
     elif cfg.mode == "stratify":
         from figureground.analysis.study.inputs import (

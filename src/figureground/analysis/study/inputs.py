@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ from figureground import logs
 from figureground.conditions import CONDITIONS
 from figureground.errors import DataError, UsageError
 from figureground.features.store import FeatureStore
+from figureground.neural.recording import Recording, as_recordings
 
 log = logs.get_logger(__name__)
 
@@ -26,11 +26,11 @@ class LazyRecordings(Mapping[str, Any]):
     float32); holding four at once would not fit a 24 GB machine. Each access to another
     participant drops the one held and reads the next (chunked, see ``things_meg.load``), so
     analyses that loop over participants more than once pay a re-read, never the memory.
-    An entry's ``adjust`` (set by ``analyses.gaze``) is applied to the responses read.
+    A recording's ``adjust`` (set by ``analyses.gaze``) is applied to the responses read.
     """
 
-    def __init__(self, neural_files: Mapping[str, Mapping[str, Path | None]], **kwargs: Any):
-        self._files = dict(neural_files)
+    def __init__(self, neural_files: Mapping[str, Recording], **kwargs: Any):
+        self._files = as_recordings(neural_files)
         self._kwargs = kwargs
         self._held: tuple[str, Any] | None = None
 
@@ -38,11 +38,11 @@ class LazyRecordings(Mapping[str, Any]):
         from figureground.neural import read_participant
 
         if self._held is None or self._held[0] != participant:
-            files = self._files[participant]
+            recording = self._files[participant]
             self._held = None  # release the previous participant before reading the next
-            responses = read_participant(files, "exp", **self._kwargs)
-            if files.get("adjust") is not None:  # analyses.gaze: exclude or regress
-                responses = files["adjust"](participant, responses)
+            responses = read_participant(recording, "exp", **self._kwargs)
+            if recording.adjust is not None:  # analyses.gaze: exclude or regress
+                responses = recording.adjust(participant, responses)
             self._held = (participant, responses)
         return self._held[1]
 
@@ -63,16 +63,12 @@ def response_window(cfg: Any) -> dict[str, Any]:
     return {"tmin": cfg.responses.tmin, "tmax": cfg.responses.tmax, "decim": cfg.responses.decim}
 
 
-def load_recordings(
-    neural_files: Mapping[str, Mapping[str, Path | None]], **kwargs: Any
-) -> LazyRecordings:
+def load_recordings(neural_files: Mapping[str, Recording], **kwargs: Any) -> LazyRecordings:
     """Per-participant experiment responses, dims (image, channel, time), read lazily."""
     return LazyRecordings(neural_files, **kwargs)
 
 
-def load_test_recordings(
-    neural_files: Mapping[str, Mapping[str, Path | None]], **kwargs: Any
-) -> dict[str, Any]:
+def load_test_recordings(neural_files: Mapping[str, Recording], **kwargs: Any) -> dict[str, Any]:
     """Per-participant test responses, dims (image, repetition, channel, time).
 
     Participants without test trials are left out (logged); a source that has none (MNE
@@ -80,13 +76,14 @@ def load_test_recordings(
     """
     from figureground.neural import has_test, read_participant
 
+    neural_files = as_recordings(neural_files)
     without = sorted(p for p, files in neural_files.items() if not has_test(files))
     if without:
         log.info(
             "no test trials for %s (neural source %s): noise ceilings from repetitions and "
             "pairwise decoding are skipped for them",
             ", ".join(without),
-            neural_files[without[0]].get("source"),
+            neural_files[without[0]].source,
         )
     found = {}
     for participant, files in neural_files.items():

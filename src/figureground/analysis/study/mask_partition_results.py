@@ -19,7 +19,7 @@ import pandas as pd
 from figureground import logs
 from figureground.analysis.study.encoding_results import ridge_settings
 from figureground.analysis.study.inputs import held_first
-from figureground.analysis.study.rsa_results import scaled
+from figureground.analysis.study.scaling import scaled
 from figureground.analysis.study.spatial_inputs import (
     SpatialLayer,
     original_images,
@@ -118,7 +118,7 @@ def mask_partition_results(
                     report_unique=NUISANCE_REPORTED,
                     settings=settings,
                     n_splits=part.n_splits,
-                    seed=part.seed,
+                    seed=part.random_state,
                     n_boot=part.n_boot,
                     ci=part.ci,
                     backend=enc.backend,
@@ -127,6 +127,6 @@ def mask_partition_results(
                 )
             )
         table = pd.concat(per_person, ignore_index=True)
-        group = group_partition(table, n_boot=part.n_boot, seed=part.seed, ci=part.ci)
+        group = group_partition(table, n_boot=part.n_boot, seed=part.random_state, ci=part.ci)
         tables.append(pd.concat([table, group], ignore_index=True))
     return (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()), notes

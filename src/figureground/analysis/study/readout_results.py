@@ -57,7 +57,7 @@ def readout_results(
         n_splits=ro.n_splits,
         n_null=ro.n_null,
         n_boot=ro.n_boot,
-        seed=ro.seed,
+        seed=ro.random_state,
     )
     notes: list[str] = []
     tables, maps = [], []
@@ -72,7 +72,7 @@ def readout_results(
             layer.maps,
             n_channel_components=min(ro.n_channel_components, layer.maps.shape[1]),
             grid=grid,
-            seed=ro.seed,
+            seed=ro.random_state,
         )
         masks = pool_masks(mask_grids.on_grid(layer.attrs, layer.image_ids, layer.grid), grid)
         for participant in held_first(meg):

@@ -28,13 +28,13 @@ def seed_results(
 ) -> pd.DataFrame:
     """Seed distances for every participant, model, layer and condition.
 
-    ``analyses.seed.mode``: ``stored`` reads the feature stores; ``fused`` recomputes each
+    ``analyses.seed_method.mode``: ``stored`` reads the feature stores; ``fused`` recomputes each
     store's full maps batch by batch (:func:`fused_store_distances`; ``scheduler`` runs it).
     """
     from figureground.analysis.seed import seed_analysis
     from figureground.features.store import open_features
 
-    fused = cfg.seed.mode == "fused"
+    fused = cfg.seed_method.mode == "fused"
     stores = [
         (
             info,
@@ -63,10 +63,10 @@ def seed_results(
                         layer=layer,
                         model=info.model,
                         weights=info.weights,
-                        response=cfg.seed.response,
-                        tmin=cfg.seed.tmin,
-                        tmax=cfg.seed.tmax,
-                        zscore=cfg.seed.zscore,
+                        response=cfg.seed_method.response,
+                        tmin=cfg.seed_method.tmin,
+                        tmax=cfg.seed_method.tmax,
+                        zscore=cfg.seed_method.zscore,
                     )
                 )
     # Rows in the order of one call over all participants: condition, then participant.
@@ -109,12 +109,12 @@ def fused_store_distances(
         resize=preprocessing.get("resize"),
         crop=preprocessing.get("crop"),
         pool="none",
-        response=cfg.seed.response,
-        tmin=cfg.seed.tmin,
-        tmax=cfg.seed.tmax,
-        zscore=cfg.seed.zscore,
-        batch_size=cfg.seed.batch_size,
-        device=cfg.seed.device,
+        response=cfg.seed_method.response,
+        tmin=cfg.seed_method.tmin,
+        tmax=cfg.seed_method.tmax,
+        zscore=cfg.seed_method.zscore,
+        batch_size=cfg.seed_method.batch_size,
+        device=cfg.seed_method.device,
         precision=attrs.get("precision", "fp32"),
         scheduler=scheduler,
     )
@@ -161,8 +161,8 @@ def identity_results(
     """The seed method's identity version for every participant, model and layer.
 
     Images seen by the participant and stored in every condition; more than
-    ``identity_max_images`` are subsampled (seeded by ``analyses.seed.seed``). Returns the
-    per-condition table (:data:`IDENTITY_COLUMNS`) and the figure-vs-ground comparisons.
+    ``identity_max_images`` are subsampled (seeded by ``analyses.seed_method.random_state``).
+    Returns the per-condition table (:data:`IDENTITY_COLUMNS`) and the figure-vs-ground comparisons.
     """
     import numpy as np
 
@@ -170,7 +170,7 @@ def identity_results(
     from figureground.analysis.seed_identity import seed_identity
     from figureground.features.store import open_features
 
-    sc = cfg.seed
+    sc = cfg.seed_method
     tables, comparisons = [], []
     for participant in meg:
         responses = select_window(
@@ -187,7 +187,7 @@ def identity_results(
                 if len(ids) < 3:
                     raise DataError(f"{len(ids)} images have MEG and features; identity needs 3")
                 if len(ids) > sc.identity_max_images:
-                    rng = np.random.default_rng(sc.seed)
+                    rng = np.random.default_rng(sc.random_state)
                     ids = sorted(rng.choice(ids, sc.identity_max_images, replace=False))
                 embeddings = {
                     c: a.assign_coords(image=[str(i) for i in a["image"].values])
@@ -200,7 +200,7 @@ def identity_results(
                     embeddings,
                     n_permutations=sc.n_permutations,
                     n_boot=sc.n_boot,
-                    seed=sc.seed,
+                    seed=sc.random_state,
                 )
                 described = {
                     "participant": participant,

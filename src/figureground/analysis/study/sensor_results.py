@@ -18,11 +18,9 @@ import pandas as pd
 from figureground import logs
 from figureground.analysis.study.columns import FIGURE, GROUND
 from figureground.analysis.study.inputs import condition_features, held_first
+from figureground.analysis.study.layer_views import level_patterns, region_masks, viewed_features
 from figureground.analysis.study.rsa_results import (
     describe_store,
-    level_patterns,
-    region_masks,
-    viewed_features,
 )
 from figureground.config import AnalysesConfig
 from figureground.errors import DataError, UsageError
@@ -73,7 +71,7 @@ def sensor_rsa_maps(
     masks = region_masks(sensors.view, features, info, mask_grids)
     viewed = viewed_features(features, sensors.view, masks)
     meg_values, models, labels = level_patterns(responses, viewed, sensors.level)
-    keep = _subset(len(labels), sensors.max_conditions, sensors.seed)
+    keep = _subset(len(labels), sensors.max_conditions, sensors.random_state)
     channels = [str(c) for c in responses["channel"].values]
     patterns = xr.DataArray(
         meg_values[keep],
@@ -106,93 +104,23 @@ def sensor_results(
     ``encoding_maps`` maps (store key, layer, participant, condition) to :func:`encode`'s
     (fold, time, channel) scores; without it only the RSA searchlight runs.
     """
-    from figureground.analysis.sensor_effects import (
-        sensor_cluster_test,
-        sensor_difference,
-        sensor_effects_table,
-        sensor_encoding,
-        stack_participants,
-    )
-    from figureground.neural.sensors import things_meg_adjacency
-
-    sensors = cfg.sensors
     study = SensorStudy(pd.DataFrame(), pd.DataFrame())
-    differences: dict[tuple[str, str, str], dict[str, Any]] = {}
-    described: dict[tuple[str, str, str], dict[str, str]] = {}
-    for participant in held_first(meg):
-        responses = meg[participant]
-        for info in stores:
-            for layer in info.layers:
-                if not sensors.rsa:
-                    continue
-                if sensors.view == "region" and mask_grids is None:
-                    study.notes.append("sensor RSA: the region view needs the variants' masks")
-                    continue
-                log.info("sensor RSA: %s %s %s", participant, info.key, layer)
-                try:
-                    diff = sensor_rsa_maps(cfg, responses, info, layer, mask_grids)
-                except (DataError, UsageError) as exc:
-                    study.notes.append(f"sensor RSA of {info.key} {layer}: {exc}")
-                    continue
-                key = ("rsa", str(info.key), layer)
-                differences.setdefault(key, {})[participant] = diff
-                described[key] = describe_store(info, layer)
-    if sensors.encoding and encoding_maps:
-        for (store_key, layer, participant, condition), _ in encoding_maps.items():
-            if condition != FIGURE:
-                continue
-            scores = {
-                name: encoding_maps[(store_key, layer, participant, name)]
-                for name in (FIGURE, GROUND)
-            }
-            adjacency = things_meg_adjacency([str(c) for c in scores[FIGURE]["channel"].values])
-            diff = sensor_difference(sensor_encoding(scores, adjacency, smooth=True))
-            key = ("encoding", store_key, layer)
-            differences.setdefault(key, {})[participant] = diff
-            described[key] = {
-                "model": str(scores[FIGURE].attrs.get("model", store_key)),
-                "weights": str(scores[FIGURE].attrs.get("weights", "")),
-                "layer": layer,
-            }
+    differences: dict[SensorKey, dict[str, Any]] = {}
+    described: dict[SensorKey, dict[str, str]] = {}
+    if cfg.sensors.rsa:
+        _rsa_differences(cfg, meg, stores, mask_grids, study, differences, described)
+    if cfg.sensors.encoding and encoding_maps:
+        _encoding_differences(encoding_maps, differences, described)
     if not differences:
         return study
     participants = list(meg)
     tables, cluster_tables = [], []
     for key in sorted(differences):
-        analysis, store_key, layer = key
         per_person = {p: differences[key][p] for p in participants if p in differences[key]}
-        stacked = stack_participants(per_person)
-        adjacency = things_meg_adjacency([str(s) for s in stacked["sensor"].values])
-        clusters = None
-        if len(per_person) >= 2:
-            cluster_table, clusters = sensor_cluster_test(
-                stacked,
-                adjacency,
-                n_permutations=sensors.n_permutations,
-                seed=sensors.seed,
-            )
-            names = described[key]
-            cluster_tables.append(
-                cluster_table.assign(analysis=analysis, **names, level=sensors.level)
-            )
-        else:
-            study.notes.append(
-                f"sensor {analysis} of {store_key} {layer}: one participant, no cluster test"
-            )
-        names = described[key]
-        tables.append(
-            sensor_effects_table(
-                stacked,
-                analysis=analysis,
-                model=names["model"],
-                layer=layer,
-                clusters=clusters,
-                weights=names["weights"],
-                view=sensors.view if analysis == "rsa" else "",
-                level=sensors.level if analysis == "rsa" else "image",
-            )
-        )
-        study.maps[key] = (stacked, clusters)
+        table, cluster_table = _tested_maps(cfg.sensors, key, per_person, described[key], study)
+        tables.append(table)
+        if cluster_table is not None:
+            cluster_tables.append(cluster_table)
     floors = [float(c.attrs.get("min_p", 0.0)) for _, c in study.maps.values() if c is not None]
     if floors and min(floors) > 0.05:
         study.notes.append(
@@ -205,3 +133,105 @@ def sensor_results(
         pd.concat(cluster_tables, ignore_index=True) if cluster_tables else pd.DataFrame()
     )
     return study
+
+
+SensorKey = tuple[str, str, str]  # (analysis, store key, layer)
+
+
+def _rsa_differences(
+    cfg: AnalysesConfig,
+    meg: Mapping[str, Any],
+    stores: Sequence[FeatureStore],
+    mask_grids: Any,
+    study: SensorStudy,
+    differences: dict[SensorKey, dict[str, Any]],
+    described: dict[SensorKey, dict[str, str]],
+) -> None:
+    """Each participant's searchlight figure - ground map, per store and layer."""
+    for participant in held_first(meg):
+        responses = meg[participant]
+        for info in stores:
+            for layer in info.layers:
+                if cfg.sensors.view == "region" and mask_grids is None:
+                    study.notes.append("sensor RSA: the region view needs the variants' masks")
+                    continue
+                log.info("sensor RSA: %s %s %s", participant, info.key, layer)
+                try:
+                    diff = sensor_rsa_maps(cfg, responses, info, layer, mask_grids)
+                except (DataError, UsageError) as exc:
+                    study.notes.append(f"sensor RSA of {info.key} {layer}: {exc}")
+                    continue
+                key = ("rsa", str(info.key), layer)
+                differences.setdefault(key, {})[participant] = diff
+                described[key] = describe_store(info, layer)
+
+
+def _encoding_differences(
+    encoding_maps: Mapping[tuple[str, str, str, str], Any],
+    differences: dict[SensorKey, dict[str, Any]],
+    described: dict[SensorKey, dict[str, str]],
+) -> None:
+    """Each participant's figure - ground map of the encoding scores, per store and layer."""
+    from figureground.analysis.sensor_effects import sensor_difference, sensor_encoding
+    from figureground.neural.sensors import things_meg_adjacency
+
+    for (store_key, layer, participant, condition), _ in encoding_maps.items():
+        if condition != FIGURE:
+            continue
+        scores = {
+            name: encoding_maps[(store_key, layer, participant, name)] for name in (FIGURE, GROUND)
+        }
+        adjacency = things_meg_adjacency([str(c) for c in scores[FIGURE]["channel"].values])
+        diff = sensor_difference(sensor_encoding(scores, adjacency, smooth=True))
+        key = ("encoding", store_key, layer)
+        differences.setdefault(key, {})[participant] = diff
+        described[key] = {
+            "model": str(scores[FIGURE].attrs.get("model", store_key)),
+            "weights": str(scores[FIGURE].attrs.get("weights", "")),
+            "layer": layer,
+        }
+
+
+def _tested_maps(
+    sensors: Any,
+    key: SensorKey,
+    per_person: Mapping[str, Any],
+    names: dict[str, str],
+    study: SensorStudy,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """One map's tidy rows and, with two participants or more, its cluster test."""
+    from figureground.analysis.sensor_effects import (
+        sensor_cluster_test,
+        sensor_effects_table,
+        stack_participants,
+    )
+    from figureground.neural.sensors import things_meg_adjacency
+
+    analysis, store_key, layer = key
+    stacked = stack_participants(per_person)
+    adjacency = things_meg_adjacency([str(s) for s in stacked["sensor"].values])
+    clusters = cluster_table = None
+    if len(per_person) >= 2:
+        cluster_table, clusters = sensor_cluster_test(
+            stacked,
+            adjacency,
+            n_permutations=sensors.n_permutations,
+            seed=sensors.random_state,
+        )
+        cluster_table = cluster_table.assign(analysis=analysis, **names, level=sensors.level)
+    else:
+        study.notes.append(
+            f"sensor {analysis} of {store_key} {layer}: one participant, no cluster test"
+        )
+    table = sensor_effects_table(
+        stacked,
+        analysis=analysis,
+        model=names["model"],
+        layer=layer,
+        clusters=clusters,
+        weights=names["weights"],
+        view=sensors.view if analysis == "rsa" else "",
+        level=sensors.level if analysis == "rsa" else "image",
+    )
+    study.maps[key] = (stacked, clusters)
+    return table, cluster_table

@@ -16,6 +16,7 @@ from figureground.analysis.study.inputs import post_stimulus
 from figureground.config import AnalysesConfig
 from figureground.errors import DataError
 from figureground.fsutil import atomic_path
+from figureground.neural.recording import Recording
 
 log = logs.get_logger(__name__)
 
@@ -149,8 +150,9 @@ def write_csv(table: pd.DataFrame, path: Path) -> None:
         table.to_csv(tmp, index=False, float_format="%.6g")
 
 
-def ground_truth_summary(neural_files: Mapping[str, Mapping[str, Path | None]]) -> dict | None:
-    folders = {Path(files["epochs"]).parent for files in neural_files.values()}
+def ground_truth_summary(neural_files: Mapping[str, Recording]) -> dict | None:
+    """The simulator's ground truth beside the recordings (``ground_truth.json``), if any."""
+    folders = {Path(recording.epochs).parent for recording in neural_files.values()}
     for folder in folders:
         truth = folder / "ground_truth.json"
         if truth.exists():

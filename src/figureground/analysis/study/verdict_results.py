@@ -34,7 +34,7 @@ def settings_of(cfg: AnalysesConfig) -> VerdictSettings:
         tmax=v.tmax,
         min_conditions=v.min_conditions,
         min_participants=v.min_participants,
-        seed=v.seed,
+        seed=v.random_state,
     )
 
 

@@ -37,8 +37,9 @@ from figureground.analysis.study.inputs import (
 )
 from figureground.analysis.study.masks import find_mask_grids
 from figureground.analysis.study.tables import json_records, run_or_note, write_csv
-from figureground.config import AnalysesConfig
+from figureground.config import AnalysesConfig, options_record
 from figureground.features.store import FeatureStore
+from figureground.neural.recording import Recording
 
 log = logs.get_logger(__name__)
 
@@ -77,7 +78,7 @@ def _post_mean(table: pd.DataFrame, by: list[str]) -> list[dict[str, Any]]:
 
 def run_where(
     cfg: AnalysesConfig,
-    neural_files: Mapping[str, Mapping[str, Path | None]],
+    neural_files: Mapping[str, Recording],
     feature_stores: Mapping[str, FeatureStore],
     results_dir: Path,
     summary: dict[str, Any],
@@ -90,76 +91,118 @@ def run_where(
     if not any(section.enabled for section in sections):
         return
     window = response_window(cfg)
-    stores = select_stores(feature_stores, cfg.models)
-    meg = load_recordings(neural_files, **window)
-    masks = find_mask_grids(variants_csv)
+    inputs = WhereInputs(
+        cfg,
+        load_recordings(neural_files, **window),
+        select_stores(feature_stores, cfg.models),
+        find_mask_grids(variants_csv),
+        results_dir,
+        summary,
+    )
     if cfg.mask_partition.enabled:
-        from figureground.analysis.study.mask_partition_results import mask_partition_results
-
-        found = run_or_note(
-            summary,
-            "mask partition",
-            lambda: mask_partition_results(cfg, meg, stores, masks, variants_csv),
-        )
-        if found is not None:
-            table, notes = found
-            summary["notes"].extend(notes)
-            write_csv(table, results_dir / "mask_partition.csv")
-            summary["mask_partition"] = {
-                "options": dataclasses.asdict(cfg.mask_partition),
-                "post_stimulus_mean": _post_mean(
-                    table, ["participant", "model", "weights", "layer", "component"]
-                ),
-            }
+        _mask_partition(inputs, variants_csv)
     if cfg.readout.enabled:
-        from figureground.analysis.study.readout_results import readout_results
-
-        found = run_or_note(
-            summary, "readout maps", lambda: readout_results(cfg, meg, stores, masks)
-        )
-        if found is not None:
-            table, maps, notes = found
-            summary["notes"].extend(notes)
-            write_csv(table, results_dir / "readout_ratio.csv")
-            from figureground.analysis.readout_ratio import write_readout_maps
-
-            if maps is not None:
-                write_readout_maps(maps, results_dir / "readout_maps.zarr")
-            summary["readout"] = {
-                "options": dataclasses.asdict(cfg.readout),
-                "windows": json_records(table),
-            }
+        _readout(inputs)
     if cfg.sensors.enabled:
-        from figureground.analysis.study.sensor_results import sensor_results
-
-        found = run_or_note(
-            summary,
-            "sensor effects",
-            lambda: sensor_results(cfg, meg, stores, masks, sensor_maps),
-        )
-        if found is not None:
-            summary["notes"].extend(found.notes)
-            write_csv(found.table, results_dir / "sensor_effects.csv")
-            write_csv(found.clusters, results_dir / "sensor_clusters.csv")
-            summary["sensors"] = {
-                "options": dataclasses.asdict(cfg.sensors),
-                "clusters": json_records(found.clusters),
-            }
+        _sensors(inputs, sensor_maps)
     if cfg.decoding.enabled:
-        from figureground.analysis.study.decoding_results import decoding_results
-
         test = load_test_recordings(neural_files, **window) if cfg.decoding.pairwise else {}
-        found = run_or_note(
-            summary, "decoding", lambda: decoding_results(cfg, meg, test, stores, masks)
-        )
-        if found is not None:
-            table, notes = found
-            summary["notes"].extend(notes)
-            write_csv(table, results_dir / "decoding.csv")
-            summary["decoding"] = {
-                "options": dataclasses.asdict(cfg.decoding),
-                "post_stimulus_mean": _post_mean(
-                    table[table["analysis"] != "generalisation"] if "analysis" in table else table,
-                    [c for c in ("participant", "analysis", "feature_set") if c in table],
-                ),
-            }
+        _decoding(inputs, test)
+
+
+@dataclasses.dataclass(frozen=True)
+class WhereInputs:
+    """What every analysis of this module reads, and where it writes."""
+
+    cfg: AnalysesConfig
+    meg: Mapping[str, Any]
+    stores: list[FeatureStore]
+    masks: Any
+    results_dir: Path
+    summary: dict[str, Any]
+
+
+def _mask_partition(inputs: WhereInputs, variants_csv: Path | None) -> None:
+    from figureground.analysis.study.mask_partition_results import mask_partition_results
+
+    cfg, summary = inputs.cfg, inputs.summary
+    found = run_or_note(
+        summary,
+        "mask partition",
+        lambda: mask_partition_results(cfg, inputs.meg, inputs.stores, inputs.masks, variants_csv),
+    )
+    if found is not None:
+        table, notes = found
+        summary["notes"].extend(notes)
+        write_csv(table, inputs.results_dir / "mask_partition.csv")
+        summary["mask_partition"] = {
+            "options": options_record(cfg.mask_partition),
+            "post_stimulus_mean": _post_mean(
+                table, ["participant", "model", "weights", "layer", "component"]
+            ),
+        }
+
+
+def _readout(inputs: WhereInputs) -> None:
+    from figureground.analysis.readout_ratio import write_readout_maps
+    from figureground.analysis.study.readout_results import readout_results
+
+    cfg, summary = inputs.cfg, inputs.summary
+    found = run_or_note(
+        summary,
+        "readout maps",
+        lambda: readout_results(cfg, inputs.meg, inputs.stores, inputs.masks),
+    )
+    if found is not None:
+        table, maps, notes = found
+        summary["notes"].extend(notes)
+        write_csv(table, inputs.results_dir / "readout_ratio.csv")
+        if maps is not None:
+            write_readout_maps(maps, inputs.results_dir / "readout_maps.zarr")
+        summary["readout"] = {
+            "options": options_record(cfg.readout),
+            "windows": json_records(table),
+        }
+
+
+def _sensors(
+    inputs: WhereInputs, sensor_maps: Mapping[tuple[str, str, str, str], Any] | None
+) -> None:
+    from figureground.analysis.study.sensor_results import sensor_results
+
+    cfg, summary = inputs.cfg, inputs.summary
+    found = run_or_note(
+        summary,
+        "sensor effects",
+        lambda: sensor_results(cfg, inputs.meg, inputs.stores, inputs.masks, sensor_maps),
+    )
+    if found is not None:
+        summary["notes"].extend(found.notes)
+        write_csv(found.table, inputs.results_dir / "sensor_effects.csv")
+        write_csv(found.clusters, inputs.results_dir / "sensor_clusters.csv")
+        summary["sensors"] = {
+            "options": options_record(cfg.sensors),
+            "clusters": json_records(found.clusters),
+        }
+
+
+def _decoding(inputs: WhereInputs, test: Mapping[str, Any]) -> None:
+    from figureground.analysis.study.decoding_results import decoding_results
+
+    cfg, summary = inputs.cfg, inputs.summary
+    found = run_or_note(
+        summary,
+        "decoding",
+        lambda: decoding_results(cfg, inputs.meg, test, inputs.stores, inputs.masks),
+    )
+    if found is not None:
+        table, notes = found
+        summary["notes"].extend(notes)
+        write_csv(table, inputs.results_dir / "decoding.csv")
+        summary["decoding"] = {
+            "options": options_record(cfg.decoding),
+            "post_stimulus_mean": _post_mean(
+                table[table["analysis"] != "generalisation"] if "analysis" in table else table,
+                [c for c in ("participant", "analysis", "feature_set") if c in table],
+            ),
+        }

@@ -170,7 +170,8 @@ def analyse(
     pool: Pool, rows: np.ndarray, meg: dict, settings: SweepSettings
 ) -> list[dict[str, object]]:
     """Decisions of every rule, view and participant (and the group) on one dataset."""
-    from figureground.analysis.study.rsa_results import rsa_curves, viewed_features
+    from figureground.analysis.study.layer_views import viewed_features
+    from figureground.analysis.study.rsa_results import rsa_curves
     from figureground.analysis.verdict import VerdictSettings, combine_views, verdict_tables
     from figureground.config import RsaConfig
 
