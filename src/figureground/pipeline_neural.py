@@ -11,11 +11,12 @@ from typing import Any
 
 from figureground.config import earlier_key_names
 from figureground.errors import UsageError
+from figureground.features.store import FeatureStore
 from figureground.fsutil import params_hash, sha256_file
 from figureground.pipeline_state import RunState, StageCache, fingerprint
 
 
-def _simulation_inputs(state: RunState) -> tuple[dict[str, Any], str, list[Any]]:
+def _simulation_inputs(state: RunState) -> tuple[FeatureStore, str, list[Any]]:
     """(feature store info, layer, inputs to hash) of a network-driven simulation."""
     sim = state.study.neural.simulate
     stores = list(state.feature_stores.values())
@@ -23,7 +24,7 @@ def _simulation_inputs(state: RunState) -> tuple[dict[str, Any], str, list[Any]]
     if chosen is None:
         raise UsageError(
             f"neural.simulate.model {sim.model!r} matches no model; "
-            f"have {', '.join(s['key'] for s in stores)}"
+            f"have {', '.join(s.key for s in stores)}"
         )
     layer = sim.layer if sim.layer in chosen.layers else chosen.layers[0]
     return chosen, layer, [fingerprint(chosen.path)]

@@ -64,3 +64,18 @@ def test_things_meg_participants_are_found_as_recordings(tmp_path: Path) -> None
     assert list(found) == ["P2"]
     assert isinstance(found["P2"], Recording)
     assert found["P2"].gaze == tmp_path / "gaze_P2.npz" and found["P2"].source == "things_meg"
+
+
+def test_recordings_pickle_and_hash_without_their_options(tmp_path: Path) -> None:
+    import pickle
+
+    recording = Recording(epochs=tmp_path / "P1.npy", source="arrays", options={"sfreq": 100.0})
+    again = pickle.loads(pickle.dumps(recording))
+    assert again == recording and again.options == {"sfreq": 100.0}
+    assert hash(again) == hash(recording)
+    with pytest.raises(TypeError):
+        again.options["sfreq"] = 1.0  # type: ignore[index]
+    with pytest.raises(UsageError, match="neural source None unknown"):
+        from figureground.neural import read_participant
+
+        read_participant({"epochs": tmp_path / "P1.npy", "source": None}, "exp")

@@ -47,8 +47,12 @@ import xarray as xr
 from figureground import logs
 from figureground.analysis.decoding_classifiers import (
     fast_times,
+    fold_classifiers,
     mne_fold,
     mne_pairwise_fold,
+    pair_votes,
+    shrunk_covariance,
+    trial_scores,
     vote,
 )
 from figureground.errors import DataError, UsageError
@@ -59,11 +63,15 @@ __all__ = [
     "METHODS",
     "TEST_DIMS",
     "decoding_table",
+    "fold_classifiers",
     "pair_accuracy",
+    "pair_votes",
     "pairwise_decoding",
     "prepare_test",
     "select_pairs",
+    "shrunk_covariance",
     "temporal_generalisation",
+    "trial_scores",
     "vote",
 ]
 

@@ -20,6 +20,7 @@ here runs on its caller's thread.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -125,6 +126,8 @@ def unit_rdms(
         condense_lower(flat, n, out[t], 1.0, True)
 
 
+BLAS_LIMIT_LOCK = threading.Lock()
+
 # Gram buffers of the threads of UnitRdmThreads stay under this many bytes in all.
 GRAM_MEMORY = 512 * 2**20
 
@@ -177,5 +180,7 @@ class UnitRdmThreads:
         if n == 1:  # BLAS keeps its threads
             share(0)
             return
-        with self._blas.limit(limits=1), ThreadPoolExecutor(n) as pool:
+        # The BLAS limit is process-wide: one limited section at a time, so overlapping calls
+        # cannot restore each other's limit as the 'original' thread count.
+        with BLAS_LIMIT_LOCK, self._blas.limit(limits=1), ThreadPoolExecutor(n) as pool:
             list(pool.map(share, range(n)))

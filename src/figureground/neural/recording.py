@@ -52,11 +52,17 @@ class Recording:
     test: Path | None = None
     test_attributes: Path | None = None
     gaze: Path | None = None
-    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
     adjust: Callable[[str, Any], Any] | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with its options as a plain dict (a read-only view does not pickle)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["options"] = dict(self.options)
+        return (_rebuild, (values,))
 
     def record(self) -> dict[str, str]:
         """The provenance text of the files: each field as ``str``, the source's own last."""
@@ -70,6 +76,10 @@ class Recording:
         return dataclasses.replace(self, adjust=adjust)
 
 
+def _rebuild(values: dict[str, Any]) -> Recording:
+    return Recording(**values)
+
+
 def as_recording(entry: Recording | Mapping[str, Any]) -> Recording:
     """``entry`` as a Recording; a mapping with the same keys (a hand-made entry) is accepted."""
     if isinstance(entry, Recording):
@@ -80,7 +90,7 @@ def as_recording(entry: Recording | Mapping[str, Any]) -> Recording:
         from figureground.errors import UsageError
 
         raise UsageError(f"neural entry keys {unknown} unknown; expected some of {sorted(known)}")
-    fields = {k: v for k, v in entry.items() if v is not None or k in ("options",)}
+    fields = {k: v for k, v in entry.items() if v is not None or k in ("options", "source")}
     for name in ("epochs", "attributes", "test", "test_attributes", "gaze"):
         if fields.get(name) is not None:
             fields[name] = Path(fields[name])

@@ -20,9 +20,14 @@ from figureground.analysis.study.columns import (
 from figureground.analysis.study.inputs import condition_features, held_first
 from figureground.analysis.study.layer_views import level_patterns, region_masks, viewed_features
 from figureground.analysis.study.rsa_inference import (
+    partial_method_of as partial_method_of,  # (re-exported: it lived here)
+)
+from figureground.analysis.study.rsa_inference import (
     rsa_device,
     rsa_inference,
 )
+from figureground.analysis.study.scaling import scaled as scaled
+from figureground.analysis.study.scaling import span_basis as span_basis
 from figureground.analysis.verdict import Curves
 from figureground.config import AnalysesConfig, RsaConfig
 from figureground.errors import DataError
