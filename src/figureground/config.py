@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -277,9 +278,11 @@ def earlier_key_names(fields: Any) -> Any:
     return fields
 
 
-def options_record(section: Any) -> dict[str, Any]:
-    """A study-file section's options as the results record them (:func:`earlier_key_names`)."""
-    return earlier_key_names(dataclasses.asdict(section))
+def options_record(section: Any, keys: Sequence[str] | None = None) -> dict[str, Any]:
+    """A study-file section's options as the results record them (:func:`earlier_key_names`):
+    every field, or those named in ``keys`` (earlier names), in that order."""
+    record = earlier_key_names(dataclasses.asdict(section))
+    return record if keys is None else {key: record[key] for key in keys}
 
 
 def _current_key(key: Any, fields: Any, data: dict, where: str) -> Any:

@@ -42,7 +42,7 @@ from figureground.analysis.study.tables import (
     write_csv,
 )
 from figureground.analysis.study.verdict_results import headline, verdict_results
-from figureground.config import AnalysesConfig
+from figureground.config import AnalysesConfig, options_record
 from figureground.features.store import FeatureStore
 from figureground.neural.recording import Recording
 from figureground.parallel import SERIAL
@@ -131,9 +131,9 @@ def _rsa_part(
         )
         plain = rsa_sum[rsa_sum["given"] == ""]
         summary["rsa"] = {
-            "options": {
-                k: getattr(cfg.rsa, k)
-                for k in (
+            "options": options_record(
+                cfg.rsa,
+                (
                     "levels",
                     "metric",
                     "model_metric",
@@ -142,9 +142,9 @@ def _rsa_part(
                     "n_boot",
                     "n_permutations",
                     "ci",
-                )
-            }
-            | {"seed": cfg.rsa.random_state},
+                    "seed",
+                ),
+            ),
             "summary": json_records(rsa_sum),
             "figure_vs_ground": json_records(
                 figure_vs_ground(
@@ -187,18 +187,10 @@ def _encoding_part(
             curve_summary(partition, [*by, "component"]) if not partition.empty else pd.DataFrame()
         )
         summary["encoding"] = {
-            "options": {
-                k: getattr(cfg.encoding, k)
-                for k in (
-                    "n_splits",
-                    "n_components",
-                    "alphas",
-                    "inner_splits",
-                    "n_iter",
-                    "backend",
-                )
-            }
-            | {"seed": cfg.encoding.random_state},
+            "options": options_record(
+                cfg.encoding,
+                ("n_splits", "n_components", "alphas", "inner_splits", "n_iter", "backend", "seed"),
+            ),
             "summary": json_records(enc_sum),
             "figure_vs_ground": json_records(figure_vs_ground(enc_sum, by, "condition")),
         }
