@@ -1,7 +1,7 @@
 """The compiled kernels of issue 16 against independent references: ranks from sorted keys
 (key_rank_kernels) against scipy's rankdata and the numpy passes, the row products against
-numpy, the threaded correlation / cosine RDMs (gram_kernels.unit_rdms, BLAS syrk called from
-compiled code) against scipy's pdist and the sequential path."""
+numpy, the threaded correlation / cosine RDMs (gram_kernels.unit_patterns and gram_rdms, BLAS
+syrk called from compiled code) against scipy's pdist and the sequential path."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ from scipy import stats
 from scipy.linalg import blas
 from scipy.spatial.distance import pdist
 
-from figureground.analysis import fast_ranks, gram_kernels, key_rank_kernels, rdm_calc, rdm_gram
+from figureground.analysis import (
+    fast_ranks,
+    fresh_pages,
+    gram_kernels,
+    key_rank_kernels,
+    rdm_calc,
+    rdm_gram,
+)
 from figureground.analysis.fast_ranks import RankWorkspace, rank_rows
 from figureground.analysis.rdm_calc import compute_rdms, iter_rdm_batches
 from figureground.analysis.rdm_compare import compare_rdms
@@ -185,7 +192,7 @@ def test_threaded_unit_rdms_equal_pdist_and_the_sequential_path(
 def test_fresh_array_maps_large_results(monkeypatch) -> None:
     small = rdm_calc.fresh_array((3, 4), np.float32)
     assert small.shape == (3, 4) and small.dtype == np.float32 and small.flags.owndata
-    monkeypatch.setattr(rdm_calc, "FRESH_MAP_BYTES", 1)
+    monkeypatch.setattr(fresh_pages, "FRESH_MAP_BYTES", 1)
     mapped = rdm_calc.fresh_array((3, 5), np.float64)
     assert mapped.shape == (3, 5) and mapped.dtype == np.float64 and mapped.flags.writeable
     X = np.random.default_rng(8).normal(size=(20, 6, 4))

@@ -21,12 +21,14 @@ Time-resolved data ``(conditions, channels, times)`` give one RDM per time point
 input gives a float32 result (Gram matrices by float32 BLAS), float64 gives float64.
 
 With numba and threadpoolctl (the default install), the correlation and cosine RDMs of the
-numpy backend take :class:`~figureground.analysis.gram_kernels.UnitRdmThreads`: the time
-points of a batch are shared by as many threads as BLAS has, each normalising, multiplying
-(single-threaded ``syrk``) and condensing its own time points, so every step uses every
-core. BLAS is limited to one thread while a batch runs (threadpoolctl, process-wide: BLAS
-calls of other threads meanwhile run on one thread too). Large results are mapped fresh
-(:func:`fresh_array`).
+numpy backend take :class:`~figureground.analysis.gram_kernels.UnitRdmThreads`: as many
+threads as BLAS has first share the batch's conditions (centring and scaling their
+patterns, checking on the way that the values are finite), then its time points
+(single-threaded ``syrk``, condensing), so every step uses every core. BLAS is limited to
+one thread while a batch runs (threadpoolctl, process-wide: BLAS calls of other threads
+meanwhile run on one thread too). Large results are mapped fresh (:func:`fresh_array`) and
+their pages requested before they are written
+(:func:`~figureground.analysis.fresh_pages.populate_pages`).
 
 This module holds the public entries and their plan; the parts live in
 :mod:`~figureground.analysis.rdm_pairs` (condensed pair indices),
@@ -38,12 +40,13 @@ public names are re-exported here.
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from figureground.analysis.fresh_pages import FRESH_MAP_BYTES, fresh_array
 from figureground.analysis.rdm_gram import NumpyGram, TorchGram, make_gram, unit_rdm_threads
 from figureground.analysis.rdm_metrics import ALL_METRICS, METRICS, crossnobis_batch
 from figureground.analysis.rdm_noise import (
@@ -56,6 +59,9 @@ from figureground.analysis.rdm_noise import (
 )
 from figureground.analysis.rdm_pairs import cached_pairs, n_pairs, pair_indices
 from figureground.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    from figureground.analysis.gram_kernels import UnitRdmThreads
 
 __all__ = [
     "ALL_METRICS",
@@ -73,26 +79,6 @@ __all__ = [
     "noise_precision",
     "pair_indices",
 ]
-
-
-# Arrays from this many bytes up are mapped by fresh_array.
-FRESH_MAP_BYTES = 64 * 2**20
-
-
-def fresh_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """An uninitialised array, large ones in their own anonymous memory map.
-
-    numpy asks the kernel for transparent huge pages on every large array; where the kernel
-    then compacts memory to find them (``/sys/kernel/mm/transparent_hugepage/defrag`` set to
-    ``madvise``, as on this machine), the first writes of a 1.9 GB result took 3-5 s of
-    system time, against 0.8-1.0 s in a plain anonymous mapping (measured here, float32 RDMs
-    of 1,854 conditions x 281 time points). The mapping is freed with the array.
-    """
-    dtype = np.dtype(dtype)
-    n_bytes = int(np.prod(shape)) * dtype.itemsize
-    if n_bytes < FRESH_MAP_BYTES:
-        return np.empty(shape, dtype=dtype)
-    return np.frombuffer(mmap.mmap(-1, n_bytes), dtype=dtype).reshape(shape)
 
 
 def _result_dtype(X: np.ndarray) -> np.dtype:
@@ -120,6 +106,7 @@ class _Plan:
     gram: Callable
     n_conditions: int
     whiten: np.ndarray | None
+    threads: UnitRdmThreads | None  # the threaded correlation / cosine path, where it applies
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cols) of the condensed pairs (built once per size, read-only)."""
@@ -161,10 +148,14 @@ def _fold_data(
     n_cond = fold_data.shape[1]
     if n_cond < 2:
         raise DataError(f"an RDM needs at least 2 conditions; got {n_cond}")
+    return fold_data
+
+
+def _check_finite(fold_data: np.ndarray) -> None:
+    """DataError if the patterns hold NaN or infinite values."""
     # min propagates NaN, min and max show infinities: no temporary of X's size
     if not (np.isfinite(fold_data.min()) and np.isfinite(fold_data.max())):
         raise DataError("X holds NaN or infinite values; RDMs need finite patterns")
-    return fold_data
 
 
 def _noise_whitener(
@@ -218,8 +209,13 @@ def _plan(
         fold_data = fold_data - fold_data.mean(axis=2, keepdims=True)
     n_cond = fold_data.shape[1]
     gram = make_gram(backend, n_cond, device)
+    threads = None
+    if fold_data.shape[0] == 1:
+        threads = unit_rdm_threads(metric, gram, fold_data[0], batch_size)
+    if threads is None:  # the threaded path checks the values as it reads them
+        _check_finite(fold_data)
     whiten = _noise_whitener(fold_data, metric, noise, noise_dof, dtype)
-    return _Plan(fold_data, metric, gram, n_cond, whiten)
+    return _Plan(fold_data, metric, gram, n_cond, whiten, threads)
 
 
 def _run(
@@ -227,12 +223,11 @@ def _run(
 ) -> Iterator[tuple[slice, np.ndarray]]:
     """Compute batch after batch into ``target(time_slice)``; yield each filled target."""
     data = plan.fold_data
-    threads = unit_rdm_threads(plan.metric, plan.gram, data[0], batch_size)
-    if threads is not None:
+    if plan.threads is not None:
         for start in range(0, plan.n_times, batch_size):
             time_slice = slice(start, min(start + batch_size, plan.n_times))
             out = target(time_slice)
-            threads(time_slice, out)
+            plan.threads(time_slice, out)
             yield time_slice, out
         return
     block_buffer = np.empty((min(batch_size, plan.n_times), *data.shape[:-1]), dtype=data.dtype)

@@ -118,7 +118,7 @@ def _blas_threads() -> Any:
     return ThreadpoolController().select(user_api="blas")
 
 
-_CENTRE = {"correlation": True, "cosine": False}  # the metrics of unit_rdms
+_CENTRE = {"correlation": True, "cosine": False}  # the metrics of UnitRdmThreads
 
 
 def unit_rdm_threads(metric: str, gram: Callable, data: np.ndarray, batch_size: int) -> Any:
