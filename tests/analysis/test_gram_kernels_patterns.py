@@ -4,6 +4,7 @@ infinity check it replaces, and fresh_pages.populate_pages (pages requested, val
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import sys
@@ -115,3 +116,63 @@ def test_populate_pages_backs_a_fresh_mapping_before_any_write(monkeypatch) -> N
         pytest.skip("the kernel does not populate (before Linux 5.14)")
     assert _resident_bytes() - before > 0.9 * fresh.nbytes
     assert not fresh.any()  # fresh anonymous pages read as zeros
+
+
+def test_prefetching_changes_no_value() -> None:
+    data = np.random.default_rng(4).normal(size=(50, 9, 8)).astype(np.float32)
+    with_prefetch, without = np.empty((8, 50, 9), np.float32), np.empty((8, 50, 9), np.float32)
+    assert gram_kernels.unit_patterns(data, 0, True, with_prefetch, 0, 50)
+    assert gram_kernels.unit_patterns(data, 0, True, without, 0, 50, 0)
+    np.testing.assert_array_equal(with_prefetch, without)
+
+
+def test_patterns_without_channels_are_refused() -> None:
+    with pytest.raises(DataError, match="at least 1 channel"):
+        compute_rdms(np.zeros((40, 0, 3)))
+    with pytest.raises(DataError, match="at least 1 channel"):
+        compute_rdms(np.zeros((40, 0)), "euclidean")
+
+
+def test_kernels_refuse_arguments_out_of_range() -> None:
+    data = np.random.default_rng(5).normal(size=(30, 7, 10))
+    out = np.empty((4, 30, 7))
+    for start, first, stop in [(7, 0, 30), (0, 0, 31), (0, 5, 4), (-1, 0, 30)]:
+        with pytest.raises(ValueError, match="out of range"):
+            gram_kernels.unit_patterns(data, start, True, out, first, stop)
+    with pytest.raises(ValueError, match="do not match"):
+        gram_kernels.gram_rdms(out[:2], np.empty(900), np.empty((3, 435)))
+    threads = gram_kernels.UnitRdmThreads(data, True, 2, _OneBlasThread())
+    for time_slice, rows in [(slice(0, 8), 8), (slice(9, 11), 2), (slice(0, 2), 3)]:
+        with pytest.raises(ValueError, match="does not fit"):
+            threads(time_slice, np.zeros((rows, 435)))
+    rdms = np.zeros((2, 435))
+    threads(slice(8, 10), rdms)
+    np.testing.assert_allclose(rdms[1], pdist(data[:, :, 9], "correlation"), atol=1e-12)
+
+
+class _OneBlasThread:
+    """A threadpoolctl controller stand-in with one BLAS thread."""
+
+    def info(self) -> list[dict]:
+        return [{"num_threads": 1}]
+
+
+def test_fresh_array_maps_where_the_kernel_has_no_huge_pages(monkeypatch) -> None:
+    class _NoHugePages(mmap.mmap):
+        def madvise(self, *args: int) -> None:
+            raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(fresh_pages.mmap, "mmap", _NoHugePages)
+    mapped = fresh_pages.fresh_array((1024, 1025), np.float32)  # 4.0 MiB: mapped
+    owner = mapped
+    while isinstance(owner, np.ndarray | memoryview):
+        owner = owner.base if isinstance(owner, np.ndarray) else owner.obj
+    assert isinstance(owner, _NoHugePages)
+    mapped[:] = 1.5
+    assert mapped.sum() == 1.5 * mapped.size
+
+
+def test_populate_pages_leaves_read_only_arrays() -> None:
+    frozen = np.zeros((8, 4096))
+    frozen.flags.writeable = False
+    assert not fresh_pages.populate_pages(frozen)

@@ -165,7 +165,7 @@ class _FakeBlas:
     ("metric", "scipy_metric"), [("correlation", "correlation"), ("cosine", "cosine")]
 )
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
-def test_threaded_unit_rdms_equal_pdist_and_the_sequential_path(
+def test_threaded_rdms_equal_pdist_and_the_sequential_path(
     dtype: type, metric: str, scipy_metric: str, n_threads: int, monkeypatch
 ) -> None:
     X = np.random.default_rng(7).normal(size=(45, 11, 7)).astype(dtype)

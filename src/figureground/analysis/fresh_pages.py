@@ -4,16 +4,17 @@
 
 A fresh mapping is backed page by page at its first writes, one fault per 4 KiB page.
 ``populate_pages`` asks for a range in one ``madvise(MADV_POPULATE_WRITE)`` call (Linux
-5.14+) instead, from each thread for its own share: on this project's 2-core machine, 1 GiB
-of a private mapping took 0.46 s to fill at first (0.10 s when warm) and 0.35-0.38 s
-populated by two threads, then filled; the RDMs of 1,854 conditions x 281 time points took
-3.06-3.12 s with it against 3.31-3.36 s without (float64; float32 1.68-1.76 s against
-1.80-1.84 s). Elsewhere (another system, an older kernel, no libc) nothing is done and the
-writes fault the pages in as before; the array's values are never read or changed.
+5.14+) instead, from each thread for its own share. ``python bench/bench_rdm_memory.py``
+on this project's 2-core machine: 1 GiB of a private mapping took 0.45 s to fill at first
+(0.09 s when warm) and 0.34-0.37 s populated by two threads, then filled; the float64 RDMs
+of 1,854 conditions x 281 time points took 3.00-3.04 s with it against 3.19 s without.
+Elsewhere (another system, an older kernel, no libc) nothing is done and the writes fault
+the pages in as before; the array's values are never read or changed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import mmap
@@ -29,15 +30,13 @@ FRESH_MAP_BYTES = 4 * 2**20  # numpy asks for huge pages from 4 MiB up
 def fresh_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """An uninitialised array, large ones in their own private anonymous memory map.
 
-    numpy asks the kernel for transparent huge pages on every large array; where the kernel
-    then compacts memory to find them (``/sys/kernel/mm/transparent_hugepage/defrag`` set to
-    ``madvise``, as on this machine), the first writes of a 1.9 GB result took 3-5 s of
-    system time, against 0.8-1.0 s in an anonymous mapping (measured here, float32 RDMs of
-    1,854 conditions x 281 time points; 1 GiB: 2.7 s against 0.46 s). The mapping is private
-    (a shared one, what ``mmap.mmap(-1, n)`` gives, took 0.55-0.59 s for 1 GiB) and asks for
-    no huge pages. It is freed with the array. The threaded RDMs' work buffers are made here
-    too: in numpy's huge-page allocation, the 103 MB of them for a float64 batch of 12 time
-    points (1,854 conditions x 271 channels) made that batch take 0.22 s instead of 0.15 s.
+    numpy asks the kernel for transparent huge pages on every array from 4 MiB up. On this
+    machine (``/sys/kernel/mm/transparent_hugepage/defrag``: ``madvise``) their first
+    writes are fast while free 2 MiB blocks last (1 GiB: 0.18-0.19 s against 0.45 s here,
+    ``bench/bench_rdm_memory.py``) and slow once the kernel compacts memory to find them (a
+    1.9 GB float32 result: 11-15 s, ``bench/RESULTS.md``). A private mapping without huge
+    pages costs the same every time (a shared one, ``mmap.mmap(-1, n)``, 0.53 s for 1 GiB).
+    The threaded RDMs' work buffers are made here too. The mapping is freed with the array.
     """
     dtype = np.dtype(dtype)
     n_bytes = int(np.prod(shape)) * dtype.itemsize
@@ -45,7 +44,7 @@ def fresh_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return np.empty(shape, dtype=dtype)
     if hasattr(mmap, "MAP_PRIVATE"):  # POSIX
         mapping = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        with contextlib.suppress(AttributeError, OSError):  # a kernel without huge pages
             mapping.madvise(mmap.MADV_NOHUGEPAGE)
     else:
         mapping = mmap.mmap(-1, n_bytes)
@@ -53,7 +52,7 @@ def fresh_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 
 _MADV_POPULATE_WRITE = 23  # linux/mman.h, since Linux 5.14
-_PAGE = 4096
+_PAGE = mmap.PAGESIZE
 
 
 @functools.lru_cache(maxsize=1)
@@ -71,11 +70,15 @@ def _madvise() -> Callable[[int, int, int], int] | None:
 
 
 def populate_pages(array: np.ndarray) -> bool:
-    """Back the whole pages inside C-contiguous ``array`` before it is written (releases the
-    GIL meanwhile). Returns whether the kernel did it; pages at the array's ends that it
-    shares with other memory are left to be faulted by the writes."""
+    """Back the whole pages inside C-contiguous, writeable ``array`` before it is written
+    (releases the GIL meanwhile). Returns whether the kernel did it; pages at the array's
+    ends that it shares with other memory are left to be faulted by the writes. Meant for
+    anonymous memory (results, buffers): on a writeable file mapping it would mark the
+    pages written."""
     madvise = _madvise()
-    if madvise is None or not array.flags.c_contiguous or array.nbytes == 0:
+    if madvise is None or not (array.flags.c_contiguous and array.flags.writeable):
+        return False
+    if array.nbytes == 0:
         return False
     first = array.ctypes.data
     start = -(-first // _PAGE) * _PAGE

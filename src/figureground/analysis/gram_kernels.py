@@ -113,7 +113,7 @@ def _prefetch(typingctx, address):
         function = cgutils.get_or_insert_function(
             builder.module,
             ir.FunctionType(ir.VoidType(), [pointer.type, int32, int32, int32]),
-            "llvm.prefetch.p0",
+            "llvm.prefetch.p0",  # opaque pointers: LLVM 15+ (llvmlite 0.44+; pinned 0.50)
         )
         builder.call(function, [pointer, int32(0), int32(3), int32(1)])  # read, keep, data
         return context.get_dummy_value()
@@ -123,14 +123,21 @@ def _prefetch(typingctx, address):
 
 # Rows (condition, channel) of the input whose first and last values are prefetched ahead
 # of their reading: the rows lie a few hundred bytes apart, one or a few per page, and
-# reading them in turn waited on the page walks (1,854 x 271 x 12 float32: 11.5 ms on one
-# core, 7.0 ms with 16 rows ahead, float64 13.8 -> 10.3 ms; measured on this machine).
+# reading them in turn waited on the page walks (927 conditions x 271 channels x 12 time
+# points on one core: float32 0.011 -> 0.008 s, float64 0.012-0.020 -> 0.010-0.012 s;
+# ``python bench/bench_rdm_memory.py``).
 PREFETCH_ROWS = 16
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def unit_patterns(
-    data: np.ndarray, start: int, centre: bool, out: np.ndarray, first: int, stop: int
+    data: np.ndarray,
+    start: int,
+    centre: bool,
+    out: np.ndarray,
+    first: int,
+    stop: int,
+    ahead: int = PREFETCH_ROWS,
 ) -> bool:
     """Patterns of conditions ``first .. stop`` at time points ``start ..`` of ``data``
     (conditions, channels, times) into ``out[:, first:stop]`` (``out``: time points,
@@ -139,16 +146,25 @@ def unit_patterns(
     finite (``data`` holds NaN or infinite values, or values near the float64 limit).
 
     Each condition's values at all of ``out``'s time points are read in one pass over its
-    channels, so a cache line of ``data`` (times last) is fetched once for all of them."""
+    channels, so a cache line of ``data`` (times last) is fetched once for all of them;
+    the rows ``ahead`` places on are prefetched meanwhile (0: none)."""
     n_times, n_channels = out.shape[0], out.shape[2]
+    if not (
+        0 <= first <= stop <= min(data.shape[0], out.shape[1])
+        and start >= 0
+        and start + n_times <= data.shape[2]
+        and 0 < n_channels == data.shape[1]
+        and ahead >= 0
+    ):
+        raise ValueError("unit_patterns: conditions, time points or channels out of range")
     block = np.empty((n_times, n_channels))
     finite = True
     base = data.ctypes.data
     stride_i, stride_c, stride_t = data.strides
-    ahead_i, ahead_c = first + PREFETCH_ROWS // n_channels, PREFETCH_ROWS % n_channels
+    ahead_i, ahead_c = first + ahead // n_channels, ahead % n_channels
     for i in range(first, stop):
         for c in range(n_channels):
-            if ahead_i < stop:
+            if ahead > 0 and ahead_i < stop:
                 row = base + ahead_i * stride_i + ahead_c * stride_c + start * stride_t
                 _prefetch(row)
                 _prefetch(row + (n_times - 1) * stride_t)
@@ -175,6 +191,8 @@ def gram_rdms(patterns: np.ndarray, flat: np.ndarray, out: np.ndarray) -> None:
     of ``patterns`` (time points, conditions, channels; unit rows). ``flat`` (conditions**2)
     is the caller's Gram buffer, of ``out``'s dtype."""
     n = patterns.shape[1]
+    if patterns.shape[0] < out.shape[0] or out.shape[1] != n * (n - 1) // 2 or flat.size < n * n:
+        raise ValueError("gram_rdms: patterns, Gram buffer and output do not match")
     for t in range(out.shape[0]):
         syrk_lower(patterns[t], flat)
         condense_lower(flat, n, out[t], 1.0, True)
@@ -218,6 +236,18 @@ class UnitRdmThreads:
 
     def __call__(self, time_slice: slice, out: np.ndarray) -> None:
         """RDMs of the time points of ``time_slice`` into ``out`` (time points, pairs)."""
+        n_rows, n_conditions = self._patterns.shape[:2]
+        if not (
+            out.ndim == 2
+            and out.shape[0] == len(range(*time_slice.indices(self._data.shape[2])))
+            and out.shape[0] <= n_rows
+            and time_slice.step in (None, 1)
+            and out.shape[1] == n_conditions * (n_conditions - 1) // 2
+        ):
+            raise ValueError(
+                f"UnitRdmThreads: output {out.shape} does not fit time points {time_slice} "
+                f"of at most {n_rows} in a batch"
+            )
         n = self.n_threads
         patterns = self._patterns[: out.shape[0]]
         times = [k * out.shape[0] // n for k in range(n + 1)]  # shares of at most ceil(b / n)

@@ -26,8 +26,8 @@ threads as BLAS has first share the batch's conditions (centring and scaling the
 patterns, checking on the way that the values are finite), then its time points
 (single-threaded ``syrk``, condensing), so every step uses every core. BLAS is limited to
 one thread while a batch runs (threadpoolctl, process-wide: BLAS calls of other threads
-meanwhile run on one thread too). Large results are mapped fresh (:func:`fresh_array`) and
-their pages requested before they are written
+meanwhile run on one thread too). Large results are mapped fresh (:func:`fresh_array`); on
+the threaded path each thread requests the pages of its rows before writing them
 (:func:`~figureground.analysis.fresh_pages.populate_pages`).
 
 This module holds the public entries and their plan; the parts live in
@@ -148,6 +148,8 @@ def _fold_data(
     n_cond = fold_data.shape[1]
     if n_cond < 2:
         raise DataError(f"an RDM needs at least 2 conditions; got {n_cond}")
+    if fold_data.shape[2] == 0:
+        raise DataError(f"an RDM needs at least 1 channel (feature); got X of shape {data.shape}")
     return fold_data
 
 
@@ -260,7 +262,9 @@ def iter_rdm_batches(
     """Yield ``(time_slice, rdms)`` for batches of time points; see :func:`compute_rdms`.
 
     The yielded array is reused for the next batch: use or copy it before asking for
-    the next one.
+    the next one. On the threaded path (correlation and cosine, see the module docstring)
+    NaN or infinite values raise :class:`DataError` when their batch is reached (batches
+    before it are yielded, correct), not before the first batch.
 
     For 2-D (or 3-D crossnobis fold) input a single batch ``(slice(0, 1), rdm[None])``.
     """
@@ -294,8 +298,8 @@ def compute_rdms(
     to ~1e-15; float32 input gives float32 RDMs (differences from float64 ~1e-6, at most
     ~1e-5 for 271 channels), half the memory and about twice as fast. Cast to float32 first
     to trade precision for speed. Correlation and cosine RDMs use all of BLAS's threads,
-    one time point per thread (see the module docstring); the patterns are centred and
-    scaled with float64 sums for either dtype.
+    sharing first the conditions, then the time points (see the module docstring); the
+    patterns are centred and scaled with float64 sums for either dtype.
 
     Parameters
     ----------
