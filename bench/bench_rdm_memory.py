@@ -133,26 +133,26 @@ def rdm_seconds() -> dict:
     from figureground.analysis.rsa import compute_rdms
 
     data = np.random.default_rng(1).standard_normal((N_COND, N_CH, N_TIMES))
-    populate, fresh = gram_kernels.populate_pages, gram_kernels.fresh_array
+    # name: (gram_kernels' function replaced for the alternative, its stand-in, time points)
     variants = {
-        "populate": (lambda: None, lambda: setattr(gram_kernels, "populate_pages", _never)),
-        "buffers": (lambda: None, lambda: setattr(gram_kernels, "fresh_array", _numpy_empty)),
+        "populate": ("populate_pages", _never, N_TIMES),
+        "buffers": ("fresh_array", _numpy_empty, 12),
     }
-    n_times = {"populate": N_TIMES, "buffers": 12}
     compute_rdms(data[:, :, :2])  # load the compiled kernels
     figures: dict = {"same": True}
-    for name, (ours, other) in variants.items():
+    for name, (function, stand_in, n_times) in variants.items():
+        original = getattr(gram_kernels, function)
         times: dict[int, list[float]] = {0: [], 1: []}
         heads = []
         for _ in range(2):
-            for k, choose in enumerate((ours, other)):
-                choose()
+            for k in (0, 1):  # ours, then the alternative
+                setattr(gram_kernels, function, stand_in if k else original)
                 try:
                     start = time.perf_counter()
-                    rdms = compute_rdms(data[:, :, : n_times[name]])
+                    rdms = compute_rdms(data[:, :, :n_times])
                     times[k].append(time.perf_counter() - start)
                 finally:
-                    gram_kernels.populate_pages, gram_kernels.fresh_array = populate, fresh
+                    setattr(gram_kernels, function, original)
                 heads.append(rdms[:3].copy())
                 del rdms
         figures[name] = (min(times[0]), min(times[1]))

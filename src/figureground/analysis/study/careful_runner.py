@@ -243,11 +243,7 @@ def _ceilings_part(
     )
     write_csv(ceiling, results_dir / "noise_ceiling.csv")
     summary["noise_ceiling"] = {
-        "options": {
-            "rsa_groups": cfg.noise_ceiling.rsa_groups,
-            "n_splits": cfg.noise_ceiling.n_splits,
-            "ci": cfg.noise_ceiling.ci,
-        },
+        "options": options_record(cfg.noise_ceiling, ("rsa_groups", "n_splits", "ci")),
         "summary": json_records(ceiling_summary(ceiling)),
         "note": (
             "RSA ceilings from the test images' repetitions bound a participant's "
@@ -271,12 +267,7 @@ def _clusters_part(
     clusters = cluster_tests(cfg, rsa, encoding, partition)
     write_csv(clusters, results_dir / "clusters.csv")
     summary["clusters"] = {
-        "options": {
-            "n_permutations": cfg.stats.n_permutations,
-            "threshold": cfg.stats.threshold,
-            "alpha": cfg.stats.alpha,
-            "seed": cfg.stats.random_state,
-        },
+        "options": options_record(cfg.stats),
         "n_participants": n_people,
         "n_clusters": len(clusters),
         "significant": json_records(clusters[clusters["significant"].astype(bool)]),
@@ -313,15 +304,13 @@ def write_verdict(
         summary["notes"].append("No verdict: it needs bootstrap samples (analyses.rsa.n_boot > 0).")
     summary["verdict"] = {
         "options": {
-            "alpha": cfg.verdict.alpha,
-            "tmin": cfg.verdict.tmin,
-            "tmax": cfg.verdict.tmax,
-            "min_conditions": cfg.verdict.min_conditions,
-            "min_participants": cfg.verdict.min_participants,
+            **options_record(
+                cfg.verdict, ("alpha", "tmin", "tmax", "min_conditions", "min_participants")
+            ),
             "n_boot": cfg.rsa.n_boot,
             "ci": cfg.rsa.ci,
             "views": list(cfg.views),
-            "seed": cfg.verdict.random_state,
+            **options_record(cfg.verdict, ("seed",)),
         },
         "headline": headline(cfg, verdict),
         "rows": json_records(verdict[verdict["contrast"] == "verdict"]),
